@@ -1,0 +1,1 @@
+"""guara: deploy services from private container images."""
