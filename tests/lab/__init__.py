@@ -1,0 +1,1 @@
+"""Registry lab: real distribution registries on loopback for integration tests."""
