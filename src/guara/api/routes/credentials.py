@@ -1,0 +1,72 @@
+"""Registry credentials of a service, and Test Connection."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from guara.api.deps import CurrentUser, PlatformDep, SessionDep
+from guara.api.schemas import (
+    CredentialsPublic,
+    CredentialsRemoved,
+    CredentialsUpdate,
+    PreflightPublic,
+    RegistryTest,
+)
+from guara.core import credentials
+
+router = APIRouter(tags=["registry credentials"])
+
+ANONYMOUS_NOTE = (
+    "The service now pulls its image anonymously. If the image is private, its next deploy will fail "
+    "until credentials are added back."
+)
+
+
+@router.put("/services/{service_id}/registry-credentials")
+async def put_credentials(
+    service_id: uuid.UUID, body: CredentialsUpdate, user: CurrentUser, platform: PlatformDep
+) -> CredentialsPublic:
+    view = await credentials.save_credentials(
+        platform,
+        user,
+        service_id=service_id,
+        credentials=credentials.CredentialsInput(body.registry, body.username, body.password),
+        skip_verification=body.skip_verification,
+    )
+    return CredentialsPublic(
+        registry=view.registry,
+        username_masked=view.username_masked,
+        has_password=view.has_password,
+        verified_at=view.verified_at,
+        verification=view.verification,
+    )
+
+
+@router.delete("/services/{service_id}/registry-credentials")
+def delete_credentials(service_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> CredentialsRemoved:
+    removed = credentials.remove_credentials(session, principal=user, service_id=service_id)
+    return CredentialsRemoved(
+        removed=removed, message=ANONYMOUS_NOTE if removed else "The service had no registry credentials."
+    )
+
+
+@router.post("/registry/test")
+async def test_connection(body: RegistryTest, user: CurrentUser, platform: PlatformDep) -> PreflightPublic:
+    result = await credentials.test_connection(
+        platform,
+        user,
+        image=body.image,
+        registry=body.registry,
+        username=body.username,
+        password=body.password,
+        service_id=body.service_id,
+    )
+    return PreflightPublic(
+        ok=result.ok,
+        code=result.code.value if result.code else None,
+        message=result.message,
+        digest=result.digest,
+        elapsed_ms=result.elapsed_ms,
+    )

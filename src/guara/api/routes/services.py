@@ -1,0 +1,68 @@
+"""Services of a project; credentials are shown masked, never returned."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+from sqlalchemy.orm import Session
+
+from guara.api.deps import CurrentUser, PlatformDep, SessionDep
+from guara.api.schemas import CredentialsPublic, ServiceCreate, ServicePublic
+from guara.core import credentials, services
+from guara.store.models import Service
+
+router = APIRouter(tags=["services"])
+
+
+def service_public(session: Session, service: Service) -> ServicePublic:
+    view = credentials.get_view(session, service_id=service.id)
+    return ServicePublic(
+        id=service.id,
+        project_id=service.project_id,
+        name=service.name,
+        build_method=service.build_method,
+        image=service.image,
+        platform=service.platform,
+        registry_credentials=CredentialsPublic(
+            registry=view.registry,
+            username_masked=view.username_masked,
+            has_password=view.has_password,
+            verified_at=view.verified_at,
+            verification=view.verification,
+        )
+        if view
+        else None,
+        created_at=service.created_at,
+        updated_at=service.updated_at,
+    )
+
+
+@router.post("/projects/{project_id}/services", status_code=status.HTTP_201_CREATED)
+async def create_service(
+    project_id: uuid.UUID, body: ServiceCreate, user: CurrentUser, platform: PlatformDep
+) -> ServicePublic:
+    given = body.registry_credentials
+    service = await credentials.create_service(
+        platform,
+        user,
+        project_id=project_id,
+        name=body.name,
+        image=body.image,
+        credentials=credentials.CredentialsInput(given.registry, given.username, given.password) if given else None,
+        skip_verification=body.skip_verification,
+    )
+    with platform.db.session() as session:
+        return service_public(session, service)
+
+
+@router.get("/projects/{project_id}/services")
+def list_services(project_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> list[ServicePublic]:
+    return [
+        service_public(session, s) for s in services.list_services(session, principal=user, project_id=project_id)
+    ]
+
+
+@router.get("/services/{service_id}")
+def get_service(service_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> ServicePublic:
+    return service_public(session, services.get_service(session, principal=user, service_id=service_id))

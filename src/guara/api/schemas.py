@@ -1,0 +1,120 @@
+"""API schemas: one per direction. Secrets only ever appear in input schemas, as SecretStr."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# Generous for a GCR JSON key (several KB), small enough to refuse abuse.
+MAX_SECRET = 16 * 1024
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ProjectCreate(Input):
+    name: str = Field(max_length=1000)
+
+
+class ProjectPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    role: str
+    created_at: datetime
+
+
+class CredentialsInput(Input):
+    registry: str = Field(min_length=1, max_length=255)
+    username: str | None = Field(default=None, max_length=255)
+    password: SecretStr | None = Field(default=None, max_length=MAX_SECRET)
+
+
+class ServiceCreate(Input):
+    name: str = Field(max_length=1000)
+    image: str = Field(max_length=1000)
+    registry_credentials: CredentialsInput | None = None
+    skip_verification: bool = False
+
+
+class CredentialsUpdate(CredentialsInput):
+    skip_verification: bool = False
+
+
+class RegistryTest(Input):
+    image: str = Field(max_length=1000)
+    registry: str | None = Field(default=None, max_length=255)
+    username: str | None = Field(default=None, max_length=255)
+    password: SecretStr | None = Field(default=None, max_length=MAX_SECRET)
+    service_id: uuid.UUID | None = None
+
+
+class CredentialsPublic(BaseModel):
+    registry: str
+    username_masked: str
+    has_password: bool
+    verified_at: datetime | None
+    verification: Literal["passed", "overridden"]
+
+
+class ServicePublic(BaseModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    build_method: str
+    image: str
+    platform: str
+    registry_credentials: CredentialsPublic | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PreflightPublic(BaseModel):
+    ok: bool
+    code: str | None
+    message: str
+    digest: str | None
+    elapsed_ms: int
+
+
+class CredentialsRemoved(BaseModel):
+    removed: bool
+    message: str
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    action: str
+    actor_email: str
+    target_type: str
+    target_id: str
+    target_name: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class AuditPagePublic(BaseModel):
+    entries: list[AuditEntryPublic]
+    next_cursor: str | None
+
+
+class DeploymentCreate(Input):
+    pass
+
+
+class DeploymentPublic(BaseModel):
+    id: uuid.UUID
+    service_id: uuid.UUID
+    status: str
+    image: str
+    platform: str
+    digest: str | None
+    code: str | None
+    message: str
+    with_credentials: bool
+    manifests: list[dict[str, Any]] | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,206 @@
+"""The ``guara`` command: a thin Typer layer over ``guara.core``, reading the same settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+from pydantic import SecretStr, ValidationError
+
+from guara.config import Settings
+from guara.core.platform import Platform
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="guara control plane")
+db_app = typer.Typer(no_args_is_help=True, help="database")
+user_app = typer.Typer(no_args_is_help=True, help="users")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens")
+keys_app = typer.Typer(no_args_is_help=True, help="master keys")
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
+
+log = logging.getLogger("guara")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"guara: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GUARA_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"invalid settings: {problems}", 2) from None
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    from guara.secrets import install_log_redaction
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+
+
+def _platform(*, announce: bool = False, migrate: bool = True) -> Platform:
+    from guara.core.platform import Platform
+    from guara.secrets import MasterKeyError
+    from guara.store import DatabaseUnavailable
+
+    settings = _settings()
+    try:
+        platform = Platform.from_settings(settings, announce=announce)
+        if migrate:
+            platform.db.upgrade()
+    except MasterKeyError as exc:
+        raise _fail(f"master key: {exc}", 2) from None
+    except DatabaseUnavailable as exc:
+        raise _fail(str(exc)) from None
+    return platform
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    log_level: Annotated[str, typer.Option(help="log level")] = "info",
+) -> None:
+    """Run the API and the dashboard (migrates the database first)."""
+    import uvicorn
+
+    from guara.app import create_app
+
+    _setup_logging(log_level.upper())
+    platform = _platform(announce=True)
+    log.info("guara serving on http://%s:%d (database %s)", host, port, platform.db.display_url)
+    uvicorn.run(create_app(platform), host=host, port=port, log_level=log_level, proxy_headers=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations up to the newest revision."""
+    _setup_logging("WARNING")
+    platform = _platform()
+    typer.echo(f"database {platform.db.display_url} is at the newest revision")
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="login email")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Create a user (the first user also completes the web set-up)."""
+    from guara.core import accounts
+    from guara.core.errors import GuaraError
+
+    if not password_stdin:
+        raise _fail("pass the password on stdin with --password-stdin", 2)
+    password = sys.stdin.readline().rstrip("\r\n")
+    platform = _platform()
+    try:
+        with platform.db.session() as session:
+            principal = accounts.create_user(session, email=email, password=password)
+    except GuaraError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"created user {principal.email}")
+
+
+@token_app.command("create")
+def token_create(email: Annotated[str, typer.Option(help="the token's user")]) -> None:
+    """Print a new API token for a user, alone on stdout."""
+    from guara.core import accounts
+    from guara.core.errors import GuaraError
+
+    platform = _platform()
+    try:
+        with platform.db.session() as session:
+            token = accounts.create_api_token(session, email=email)
+    except GuaraError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(token)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a master-key version and re-seal every stored secret under it (resumable)."""
+    from guara.core import keys
+
+    platform = _platform()
+    try:
+        report = keys.rotate(platform, on_progress=lambda done: typer.echo(f"re-sealed {done} secrets"))
+    except keys.RotationImpossible as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"master key version {report.version} is current; re-sealed {report.resealed} secrets")
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """How many stored secrets each master-key version still seals."""
+    from guara.core import keys
+
+    platform = _platform()
+    counts = keys.status(platform)
+    typer.echo(f"current version: {platform.keyring.current_version}")
+    for version in sorted(set(platform.keyring.versions) | set(counts)):
+        typer.echo(f"v{version}: {counts.get(version, 0)} secrets")
+
+
+@app.command()
+def preflight(
+    image: Annotated[str, typer.Argument(help="image reference, e.g. ghcr.io/acme/api:v1")],
+    registry: Annotated[str | None, typer.Option(help="registry host or https:// URL")] = None,
+    username: Annotated[str | None, typer.Option(help="registry username")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="extra PEM roots to trust")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Run the Test Connection preflight against a registry. Exit 0 ok, 1 failed, 2 usage."""
+    from guara.registry import preflight as run_preflight
+
+    settings = _settings()
+    password = SecretStr(sys.stdin.readline().rstrip("\r\n")) if password_stdin else None
+    if password is not None and username is None:
+        raise _fail("--password-stdin needs --username", 2)
+    if ca_file is not None and not ca_file.is_file():
+        raise _fail(f"--ca-file {ca_file} is not a readable file", 2)
+
+    async def run() -> object:
+        return await run_preflight(
+            image,
+            registry=registry,
+            username=username,
+            password=password,
+            ca_file=ca_file or settings.extra_ca_file,
+            ssrf_allow=settings.ssrf_allow_networks,
+            timeout=settings.preflight_timeout_s,
+            allow_http=settings.allow_http_registries,
+        )
+
+    result = anyio.run(run)
+    payload = {
+        "ok": result.ok,  # type: ignore[attr-defined]
+        "code": result.code.value if result.code else None,  # type: ignore[attr-defined]
+        "message": result.message,  # type: ignore[attr-defined]
+        "digest": result.digest,  # type: ignore[attr-defined]
+        "elapsed_ms": result.elapsed_ms,  # type: ignore[attr-defined]
+    }
+    if as_json:
+        typer.echo(json.dumps(payload))
+    else:
+        status = "ok" if payload["ok"] else f"failed ({payload['code']})"
+        typer.echo(f"{status}: {payload['message']} [{payload['elapsed_ms']} ms]")
+        if payload["digest"]:
+            typer.echo(f"digest: {payload['digest']}")
+    raise typer.Exit(0 if payload["ok"] else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,86 @@
+"""Settings: the only module that reads the environment (prefix ``GUARA_``).
+
+Validated once at start-up; everything else receives a ``Settings`` object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("guara", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GUARA_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    master_key: SecretStr | None = None
+    master_key_file: Path | None = None
+    redis_url: str | None = None
+    preflight_timeout_s: float = Field(default=8.0, gt=0, le=60)
+    extra_ca_file: Path | None = None
+    # A comma-separated string: pydantic-settings would otherwise expect JSON for a list.
+    ssrf_allow: str = ""
+    allow_http_registries: bool = False
+    runtime: str = "render"
+    session_max_age_s: int = 14 * 24 * 3600
+
+    @field_validator("ssrf_allow")
+    @classmethod
+    def _valid_cidrs(cls, value: str) -> str:
+        for part in _split_csv(value):
+            ipaddress.ip_network(part, strict=False)
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in ("render", "kubernetes"):
+            raise ValueError("GUARA_RUNTIME must be 'render' or 'kubernetes'")
+        return value
+
+    @cached_property
+    def ssrf_allow_networks(self) -> tuple[Network, ...]:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in _split_csv(self.ssrf_allow))
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'guara.db'}"
+
+    @property
+    def effective_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def uses_dev_defaults(self) -> bool:
+        return self.master_key is None and self.master_key_file is None
+
+
+def _split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def redact_url(url: str) -> str:
+    """A database or Redis URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # any unparsable URL: show its scheme only
+        return url.split(":", 1)[0] + "://…"

@@ -1,0 +1,55 @@
+"""Input rules shared by the API, the dashboard and the CLI."""
+
+from __future__ import annotations
+
+import re
+
+from guara.core.errors import InvalidInput
+from guara.registry import ImageReference, InvalidReference, parse_image_reference
+
+# A Kubernetes object name (RFC 1123 label): services become Deployments.
+SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
+MAX_PASSWORD = 1024
+MAX_IMAGE = 512
+
+
+def project_name(value: str) -> str:
+    name = value.strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise InvalidInput("project name must be 1 to 100 printable characters", field="name")
+    return name
+
+
+def service_name(value: str) -> str:
+    if not SERVICE_NAME.match(value):
+        raise InvalidInput(
+            "service name must be 1 to 63 lower-case letters, digits or '-', "
+            "starting with a letter and not ending with '-'",
+            code="invalid_name",
+            field="name",
+        )
+    return value
+
+
+def image_reference(value: str) -> ImageReference:
+    text = value.strip()
+    if len(text) > MAX_IMAGE:
+        raise InvalidInput(f"image reference is longer than {MAX_IMAGE} characters", code="invalid_image")
+    try:
+        return parse_image_reference(text)
+    except InvalidReference as exc:
+        raise InvalidInput(f"invalid image reference: {exc}", code="invalid_image", field="image") from None
+
+
+def email(value: str) -> str:
+    address = value.strip().lower()
+    if len(address) > 254 or not EMAIL.match(address):
+        raise InvalidInput("a valid email address is required", field="email")
+    return address
+
+
+def password(value: str) -> str:
+    if not 8 <= len(value) <= MAX_PASSWORD:
+        raise InvalidInput(f"password must be 8 to {MAX_PASSWORD} characters", field="password")
+    return value

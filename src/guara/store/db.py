@@ -1,0 +1,117 @@
+"""Engine, sessions and migrations. SQLAlchemy errors are translated here and nowhere else."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from guara.config import redact_url
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or used; the message names the URL without its password."""
+
+
+class UniqueViolation(Exception):
+    """An insert or update hit a unique constraint (the caller turns it into a conflict)."""
+
+
+def _normalise_url(url: str) -> str:
+    # Users write postgresql://; psycopg 3 is the driver we ship.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = _normalise_url(url)
+        self.display_url = redact_url(self.url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            path = self.url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["connect_args"] = {"connect_timeout": 5}
+            kwargs["pool_size"] = 10
+            kwargs["max_overflow"] = 20
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work: commits on success, rolls back on any error."""
+        with self._sessions() as session, translate_errors(self.display_url):
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def check(self) -> None:
+        with translate_errors(self.display_url), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def upgrade(self) -> None:
+        """Migrate to head. On PostgreSQL an advisory lock keeps two starting processes apart."""
+        with translate_errors(self.display_url), self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SET lock_timeout = '10s'"))
+                conn.execute(text("SELECT pg_advisory_xact_lock(724101)"))
+            config = alembic_config(self.url)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@contextlib.contextmanager
+def translate_errors(display_url: str) -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise UniqueViolation(str(exc.orig).splitlines()[0] if exc.orig else "constraint") from None
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"database {display_url} is not usable: {_first_line(exc)}") from None
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(f"database {display_url} failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return (str(orig) if orig else str(exc)).strip().splitlines()[0][:200]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,1 @@
+"""Dashboard: server-rendered pages over the same use cases as the API."""

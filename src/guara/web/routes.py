@@ -1,0 +1,162 @@
+"""Dashboard pages. Each handler calls a use case and renders finished view data."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from guara.api.deps import SESSION_COOKIE, PlatformDep
+from guara.core import accounts, credentials, projects, services
+from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated
+from guara.web.auth import (
+    FormUser,
+    LoginRequired,
+    WebUser,
+    check_form_csrf,
+    form_csrf_token,
+    set_form_csrf_cookie,
+    set_session_cookie,
+)
+from guara.web.views import render
+
+router = APIRouter(include_in_schema=False)
+FormStr = Annotated[str, Form(max_length=2000)]
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _sign_in_page(request: Request, *, setup: bool, status_code: int = 200, **context: object) -> Response:
+    token = form_csrf_token(request)
+    response = render(request, "login.html", status_code=status_code, setup=setup, form_csrf=token, **context)
+    set_form_csrf_cookie(request, response, token)
+    return response
+
+
+@router.get("/")
+def home(request: Request, platform: PlatformDep) -> Response:
+    with platform.db.session() as session:
+        if accounts.needs_setup(session):
+            return _see_other("/setup")
+    return _see_other("/projects")
+
+
+@router.get("/setup")
+def setup_page(request: Request, platform: PlatformDep) -> Response:
+    with platform.db.session() as session:
+        if not accounts.needs_setup(session):
+            return _see_other("/login")
+    return _sign_in_page(request, setup=True)
+
+
+@router.post("/setup")
+def setup_submit(
+    request: Request, platform: PlatformDep, email: FormStr, password: FormStr, csrf_token: FormStr = ""
+) -> Response:
+    return _sign_in(request, platform, email=email, password=password, csrf_token=csrf_token, setup=True)
+
+
+@router.get("/login")
+def login_page(request: Request) -> Response:
+    return _sign_in_page(request, setup=False)
+
+
+@router.post("/login")
+def login_submit(
+    request: Request, platform: PlatformDep, email: FormStr, password: FormStr, csrf_token: FormStr = ""
+) -> Response:
+    return _sign_in(request, platform, email=email, password=password, csrf_token=csrf_token, setup=False)
+
+
+def _sign_in(
+    request: Request, platform: PlatformDep, *, email: str, password: str, csrf_token: str, setup: bool
+) -> Response:
+    max_age = platform.settings.session_max_age_s
+    try:
+        check_form_csrf(request, csrf_token)
+        with platform.db.session() as session:
+            if setup:
+                principal = accounts.create_first_user(session, email=email, password=password)
+            else:
+                principal = accounts.authenticate(session, email=email, password=password)
+            new = accounts.start_session(session, principal=principal, max_age_s=max_age)
+    except GuaraError as exc:
+        if exc.code == "setup_done":
+            return _see_other("/login")
+        status = 401 if isinstance(exc, NotAuthenticated) else 422
+        return _sign_in_page(request, setup=setup, status_code=status, error=exc.message, email=email)
+    response = _see_other("/projects")
+    set_session_cookie(request, response, new, max_age)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, platform: PlatformDep, user: FormUser) -> Response:
+    with platform.db.session() as session:
+        accounts.end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+    response = _see_other("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/projects")
+def projects_page(request: Request, platform: PlatformDep, user: WebUser) -> Response:
+    with platform.db.session() as session:
+        items = projects.list_projects(session, principal=user)
+    return render(request, "projects.html", projects=items)
+
+
+@router.post("/projects")
+def create_project(request: Request, platform: PlatformDep, user: FormUser, name: FormStr) -> Response:
+    try:
+        with platform.db.session() as session:
+            project = projects.create_project(session, principal=user, name=name)
+    except InvalidInput as exc:
+        with platform.db.session() as session:
+            items = projects.list_projects(session, principal=user)
+        return render(request, "projects.html", status_code=422, projects=items, error=exc.message)
+    return _see_other(f"/projects/{project.id}")
+
+
+@router.get("/projects/{project_id}")
+def project_page(request: Request, platform: PlatformDep, user: WebUser, project_id: uuid.UUID) -> Response:
+    with platform.db.session() as session:
+        project = projects.get_project(session, principal=user, project_id=project_id)
+        items = services.list_services(session, principal=user, project_id=project_id)
+        with_credentials = credentials.services_with_credentials(session, [s.id for s in items])
+    return render(request, "project.html", project=project, services=items, with_credentials=with_credentials)
+
+
+def _service_context(platform: PlatformDep, user: WebUser, service_id: uuid.UUID) -> dict[str, object]:
+    with platform.db.session() as session:
+        service = services.get_service(session, principal=user, service_id=service_id)
+        project = projects.get_project(session, principal=user, project_id=service.project_id)
+        stored = credentials.get_view(session, service_id=service.id)
+    return {"service": service, "project": project, "credentials": stored}
+
+
+@router.get("/services/{service_id}")
+def service_page(request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID) -> Response:
+    return render(request, "service_overview.html", tab="overview", **_service_context(platform, user, service_id))
+
+
+@router.get("/services/{service_id}/settings")
+def service_settings(
+    request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID
+) -> Response:
+    return render(request, "service_settings.html", tab="settings", **_service_context(platform, user, service_id))
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
+    app.include_router(router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(_request: Request, _exc: LoginRequired) -> Response:
+        return _see_other("/login")

@@ -1,0 +1,33 @@
+"""Template rendering shared by the dashboard's pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("user", getattr(request.state, "user", None))
+    context.setdefault("csrf_token", getattr(request.state, "csrf_token", None))
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+HEADINGS = {401: "Please sign in", 404: "Not found", 409: "Conflict", 413: "Too large", 422: "Check your input",
+            429: "Slow down", 503: "Unavailable"}
+
+
+def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        status_code=status_code,
+        status=status_code,
+        heading=HEADINGS.get(status_code, "Something went wrong"),
+        message=message,
+    )

@@ -1,0 +1,28 @@
+"""Migrations: upgrade from empty, idempotent, match the models, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from guara.core.platform import Platform
+from guara.store import Database, DatabaseUnavailable
+from guara.store.models import Base
+
+
+def test_upgrade_is_idempotent_and_matches_models(platform: Platform) -> None:
+    platform.db.upgrade()
+    with platform.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_unreachable_database_names_url_without_password() -> None:
+    db = Database("postgresql://guara:s3cret-pw@127.0.0.1:1/guara")
+    try:
+        db.check()
+    except DatabaseUnavailable as exc:
+        assert "s3cret-pw" not in str(exc)
+        assert "127.0.0.1:1" in str(exc)
+    else:
+        raise AssertionError("expected DatabaseUnavailable")
