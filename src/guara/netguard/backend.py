@@ -8,6 +8,7 @@ certificate verification still use the name.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import logging
 from collections.abc import Iterable
 
@@ -20,6 +21,8 @@ from .policy import METADATA_NAME, METADATA_NAMES, GuardPolicy, classify
 from .resolver import Resolver, SystemResolver
 
 logger = logging.getLogger("guara.netguard")
+
+LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
 
 # True while the guard dials an address it has checked; the test suite's socket audit reads it to
 # prove every outbound socket went through here.
@@ -45,11 +48,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
         """Every address ``host`` stands for, all of them allowed; raises a NetGuardError otherwise."""
-        if host.rstrip(".").lower() in METADATA_NAMES:
+        name = host.rstrip(".").lower()
+        if name in METADATA_NAMES:
             raise DestinationBlocked(host, None, METADATA_NAME, description="a cloud metadata service name")
         literal = parse_host_literal(host)
         if literal is not None:
             addresses = [literal]
+        elif name == "localhost" or name.endswith(".localhost"):
+            # RFC 6761: these names are loopback, whatever a resolver (or /etc/hosts) says.
+            addresses = [LOCALHOST]
         else:
             try:
                 addresses = await self._resolver.resolve(host, port)

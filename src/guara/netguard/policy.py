@@ -53,9 +53,11 @@ def parse_allow_list(value: str | Iterable[str]) -> tuple[IPNetwork, ...]:
     Items are separated by commas or whitespace; a bare address means a single host. Raises
     ValueError naming the bad item (host bits set, e.g. "10.1.2.3/8", count as bad).
     """
-    items = value.replace(",", " ").split() if isinstance(value, str) else [
-        part for item in value for part in item.replace(",", " ").split()
-    ]
+    items = (
+        value.replace(",", " ").split()
+        if isinstance(value, str)
+        else [part for item in value for part in item.replace(",", " ").split()]
+    )
     networks: list[IPNetwork] = []
     for item in items:
         try:

@@ -34,8 +34,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     this transport cannot see.
     """
 
-    def __init__(self, policy: GuardPolicy, *, ssl_context: ssl.SSLContext) -> None:
-        self.backend = GuardedBackend(policy)
+    def __init__(self, backend: GuardedBackend, *, ssl_context: ssl.SSLContext) -> None:
+        self.backend = backend
         self._inner = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, proxy=None)
         limits = httpx.Limits()
         # httpx has no public hook for the network backend; swap the pool it built for one that dials
@@ -63,4 +63,4 @@ def guarded_transport(policy: GuardPolicy, *, ssl_context: ssl.SSLContext) -> ht
 
     Use with ``httpx.AsyncClient(transport=..., trust_env=False)``.
     """
-    return GuardedTransport(policy, ssl_context=ssl_context)
+    return GuardedTransport(GuardedBackend(policy), ssl_context=ssl_context)
