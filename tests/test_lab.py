@@ -67,9 +67,10 @@ def _head_manifest(lab: Lab, repo_ref: str, token: str | None) -> httpx.Response
 
 
 def test_anonymous_registry_answers_v2_without_credentials(lab: Lab) -> None:
-    with _client(lab, lab.anonymous) as client:
+    with lab.anonymous.client() as client:
         response = client.get("/v2/")
     assert response.status_code == 200
+    assert lab.anonymous.url == f"https://127.0.0.1:{lab.anonymous.port}"
     assert response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
 
 

@@ -236,6 +236,10 @@ class LabRegistry:
     _ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     _push_auth: Callable[[str], httpx.Auth | None] | None = field(default=None, repr=False)
 
+    @property
+    def port(self) -> int:
+        return int(self.host.rpartition(":")[2])
+
     def ref(self, repo_tag: str) -> str:
         """The image reference: `acme/api:v1` -> `127.0.0.1:PORT/acme/api:v1`."""
         return f"{self.host}/{repo_tag}"
