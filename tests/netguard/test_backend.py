@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 
@@ -18,7 +19,9 @@ from guara.netguard import (
     ResolutionFailed,
     parse_allow_list,
 )
+from guara.netguard import resolver as resolver_module
 from guara.netguard.backend import GuardedBackend, inside_guarded_dial
+from guara.netguard.resolver import SystemResolver
 from guara.netguard.transport import GuardedTransport
 
 from .doubles import OK_RESPONSE, HangingResolver, RecordingDialer, ScriptedResolver, redirect_response
@@ -182,11 +185,22 @@ async def test_dns_failure_is_resolution_failed() -> None:
     assert dialer.dialed == []
 
 
-async def test_system_resolver_failure_is_resolution_failed() -> None:
+async def test_system_resolver_failure_is_resolution_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands in for getaddrinfo so no DNS query leaves the machine.
+    async def no_such_name(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(resolver_module.anyio, "getaddrinfo", no_such_name)
     async with client_for(None, RecordingDialer()) as client:
-        with pytest.raises(ResolutionFailed) as caught:
+        with pytest.raises(ResolutionFailed, match="Name or service not known") as caught:
             await client.get("http://does-not-exist.invalid/")
     assert caught.value.host == "does-not-exist.invalid"
+
+
+async def test_system_resolver_reads_local_answers() -> None:
+    # /etc/hosts and literals only: no DNS query.
+    assert await SystemResolver().resolve("127.0.0.1", 80) == [ipaddress.ip_address("127.0.0.1")]
+    assert ipaddress.ip_address("127.0.0.1") in await SystemResolver().resolve("localhost", 80)
 
 
 async def test_a_hanging_resolver_ends_with_httpx_connect_timeout() -> None:
