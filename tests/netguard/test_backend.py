@@ -244,6 +244,7 @@ async def test_the_dial_gets_what_remains_of_the_connect_timeout() -> None:
         "http://127。0。0。1/",
         "https://[::ffff:7f00:1]:5000/v2/",
         "http://[2002:7f00:1::]/",
+        "http://127.0.0.1./",
     ],
 )
 async def test_encoded_forms_never_reach_a_socket(url: str) -> None:

@@ -132,9 +132,11 @@ def parse_host_literal(host: str) -> IPAddress | None:
         return parse_ip(host)
     except ValueError:
         pass
-    if _LEGACY_IPV4.fullmatch(host):
+    # One trailing dot ("127.0.0.1.") is a fully qualified spelling of the same number, as browsers read it.
+    numeric = host[:-1] if host.endswith(".") else host
+    if _LEGACY_IPV4.fullmatch(numeric):
         try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
+            return ipaddress.IPv4Address(socket.inet_aton(numeric))
         except OSError:
             return None
     return None
