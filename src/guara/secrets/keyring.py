@@ -237,11 +237,10 @@ def _read_key_file(path: Path) -> str:
         # O_NONBLOCK: a FIFO planted at the path must not hang start-up.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        raise MasterKeyError(
-            f"cannot read master key file {path}: {exc.strerror or type(exc).__name__}"
-        ) from exc
-    with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
+        raise MasterKeyError(f"cannot read master key file {path}: {exc.strerror or type(exc).__name__}") from exc
+    try:
+        # Checked on the open descriptor, so the file judged is the file read.
+        mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise MasterKeyError(f"master key file {path} is not a regular file")
         if mode & 0o077:
@@ -249,10 +248,16 @@ def _read_key_file(path: Path) -> str:
                 f"master key file {path} has mode {stat.S_IMODE(mode):04o}; it must be readable by its owner "
                 f"only (0600 or 0400): run `chmod 600 {path}`"
             )
-        try:
-            data = file.read(_MAX_KEY_FILE_BYTES + 1)
-        except OSError as exc:
-            raise MasterKeyError(f"cannot read master key file {path}: {exc.strerror}") from exc
+        data = b""
+        while len(data) <= _MAX_KEY_FILE_BYTES:
+            chunk = os.read(fd, _MAX_KEY_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise MasterKeyError(f"cannot read master key file {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
     if len(data) > _MAX_KEY_FILE_BYTES:
         raise MasterKeyError(f"master key file {path} is larger than {_MAX_KEY_FILE_BYTES} bytes")
     try:
