@@ -29,9 +29,9 @@ def validate_url(url: httpx.URL) -> None:
 class GuardedTransport(httpx.AsyncBaseTransport):
     """httpx's own transport, with its pool's network backend replaced by the guard.
 
-    Never reads proxy settings from the environment. Clients must still be built with
-    ``trust_env=False``: httpx clients route proxied requests to their own proxy transports, which
-    this transport cannot see.
+    Never reads proxy settings from the environment (and httpx clients only mount environment
+    proxies when no transport is given). Clients are still built with ``trust_env=False``, which also
+    keeps ``~/.netrc`` credentials off outbound requests.
     """
 
     def __init__(self, backend: GuardedBackend, *, ssl_context: ssl.SSLContext) -> None:
