@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import stat
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -29,7 +30,14 @@ from guara.secrets.derivation import derive_project_key
 from guara.secrets.envelope import _seal_with_nonce
 from tests.secrets.conftest import random_keyring
 
-PLACE = {"project_id": "proj-1", "service_id": "svc-1", "field": "password"}
+
+class Place(TypedDict):
+    project_id: str
+    service_id: str
+    field: str
+
+
+PLACE = Place(project_id="proj-1", service_id="svc-1", field="password")
 FIXED_KEYS = MasterKeyring({1: bytes(range(32)), 7: bytes(range(100, 132))})
 # Sealed by guara with the fixed keyring above and nonce 00..0b: the gs1 format, pinned.
 FIXED_ENVELOPE = "gs1.1.AAECAwQFBgcICQoL.ZRSoZL4ddbLkUvCglDJCY_LhXSdLkZLTHcQJ8zyBuZjVZyU5uu8onAyuLgw"
@@ -50,9 +58,9 @@ def expected_associated_data(key_version: int, project_id: str, service_id: str,
     return data
 
 
-def reason_of(keys: ProjectKeys, envelope: str, **place: str) -> UnreadableReason:
+def reason_of(keys: ProjectKeys, envelope: str, place: Place = PLACE) -> UnreadableReason:
     with pytest.raises(UnreadableSecret) as caught:
-        open_secret(keys, envelope, **(place or PLACE))
+        open_secret(keys, envelope, **place)
     return caught.value.reason
 
 
@@ -209,10 +217,8 @@ def test_envelope_key_version_refuses_malformed_input() -> None:
         {"project_id": "proj-1", "service_id": "svc-1pass", "field": "word"},  # same bytes, other split
     ],
 )
-def test_envelope_opens_only_where_it_was_sealed(place: dict[str, str]) -> None:
-    assert (
-        reason_of(ProjectKeys(FIXED_KEYS), FIXED_ENVELOPE, **place) is UnreadableReason.AUTHENTICATION_FAILED
-    )
+def test_envelope_opens_only_where_it_was_sealed(place: Place) -> None:
+    assert reason_of(ProjectKeys(FIXED_KEYS), FIXED_ENVELOPE, place) is UnreadableReason.AUTHENTICATION_FAILED
 
 
 def test_ciphertext_swapped_between_rows_and_projects_fails(keys: ProjectKeys) -> None:
@@ -228,11 +234,11 @@ def test_ciphertext_swapped_between_rows_and_projects_fails(keys: ProjectKeys) -
     }
     for source in rows:
         for target in rows:
-            place = {"project_id": target[0], "service_id": target[1], "field": target[2]}
+            place = Place(project_id=target[0], service_id=target[1], field=target[2])
             if source == target:
                 assert open_secret(keys, sealed[source], **place).get_secret_value() == "same secret"
             else:
-                assert reason_of(keys, sealed[source], **place) is UnreadableReason.AUTHENTICATION_FAILED
+                assert reason_of(keys, sealed[source], place) is UnreadableReason.AUTHENTICATION_FAILED
 
 
 def test_wrong_master_key_fails_authentication(keys: ProjectKeys) -> None:
@@ -252,7 +258,7 @@ def test_unknown_key_version_says_which(keys: ProjectKeys) -> None:
 
 def test_failures_never_reveal_the_secret(keys: ProjectKeys) -> None:
     envelope = seal(keys, SecretStr("hunter2-canary"), **PLACE)
-    for place in (PLACE, {**PLACE, "field": "other"}):
+    for place in (PLACE, Place(project_id="proj-1", service_id="svc-1", field="other")):
         for candidate in (envelope, envelope[:-1] + ("A" if envelope[-1] != "A" else "B")):
             try:
                 open_secret(keys, candidate, **place)
@@ -264,10 +270,19 @@ def test_failures_never_reveal_the_secret(keys: ProjectKeys) -> None:
 # --- sealing input -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["project_id", "service_id", "field"])
-def test_empty_place_is_refused(keys: ProjectKeys, name: str) -> None:
-    with pytest.raises(InvalidSecretInput, match=name.replace("_", " ")):
-        seal(keys, SecretStr("x"), **{**PLACE, name: ""})
+@pytest.mark.parametrize(
+    ("place", "named"),
+    [
+        (Place(project_id="", service_id="s", field="f"), "project id"),
+        (Place(project_id="p", service_id="", field="f"), "service id"),
+        (Place(project_id="p", service_id="s", field=""), "field"),
+    ],
+)
+def test_empty_place_is_refused(keys: ProjectKeys, place: Place, named: str) -> None:
+    with pytest.raises(InvalidSecretInput, match=named):
+        seal(keys, SecretStr("x"), **place)
+    with pytest.raises(InvalidSecretInput, match=named):
+        open_secret(keys, FIXED_ENVELOPE, **place)
 
 
 def test_plain_str_is_refused(keys: ProjectKeys) -> None:
@@ -301,7 +316,7 @@ def test_sealing_with_an_older_version() -> None:
 def test_rotation_with_the_key_file(tmp_path: Path) -> None:
     key_file = tmp_path / "data" / "master.key"
     keyring, _ = ensure_key_file(key_file)
-    places = [{"project_id": f"p{n % 2}", "service_id": f"s{n}", "field": "password"} for n in range(6)]
+    places = [Place(project_id=f"p{n % 2}", service_id=f"s{n}", field="password") for n in range(6)]
     old = [seal(ProjectKeys(keyring), SecretStr(f"pw{n}"), **place) for n, place in enumerate(places)]
     assert {envelope_key_version(e) for e in old} == {1}
 
@@ -327,7 +342,7 @@ def test_rotation_with_the_key_file(tmp_path: Path) -> None:
     )
     retired = ProjectKeys(load_keyring(key_b64=None, key_file=key_file))
     assert open_secret(retired, new[0], **places[0]).get_secret_value() == "pw0"
-    assert reason_of(retired, old[0], **places[0]) is UnreadableReason.UNKNOWN_KEY_VERSION
+    assert reason_of(retired, old[0], places[0]) is UnreadableReason.UNKNOWN_KEY_VERSION
 
 
 def test_reseal_to_an_explicit_version() -> None:
@@ -341,7 +356,9 @@ def test_reseal_to_an_explicit_version() -> None:
 def test_reseal_checks_the_envelope_and_the_target(keys: ProjectKeys) -> None:
     envelope = seal(keys, SecretStr("pw"), **PLACE)
     with pytest.raises(UnreadableSecret):
-        reseal(keys, envelope, **{**PLACE, "service_id": "other"})  # already current, still verified
+        reseal(
+            keys, envelope, project_id="proj-1", service_id="other", field="password"
+        )  # already current, still verified
     damaged = envelope[:-2] + ("AA" if envelope[-2:] != "AA" else "BB")
     with pytest.raises(UnreadableSecret):
         reseal(keys, damaged, **PLACE)

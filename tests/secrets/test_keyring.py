@@ -213,9 +213,9 @@ def test_keyring_repr_and_str_show_versions_only() -> None:
 def test_keyring_is_immutable_and_cannot_be_pickled_or_copied() -> None:
     keyring = MasterKeyring({1: KEY_A})
     with pytest.raises(AttributeError):
-        keyring._keys = {}  # type: ignore[misc]
+        keyring._keys = {}
     with pytest.raises(AttributeError):
-        keyring.anything = 1  # type: ignore[attr-defined]
+        keyring.anything = 1
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(keyring)
     with pytest.raises(TypeError, match="cannot be pickled"):

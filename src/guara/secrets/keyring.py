@@ -237,7 +237,7 @@ def _read_key_file(path: Path) -> str:
         # O_NONBLOCK: a FIFO planted at the path must not hang start-up.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        raise MasterKeyError(f"cannot read master key file {path}: {exc.strerror or type(exc).__name__}") from exc
+        raise MasterKeyError(f"cannot read master key file {path}: {exc.strerror}") from exc
     try:
         # Checked on the open descriptor, so the file judged is the file read.
         mode = os.fstat(fd).st_mode
