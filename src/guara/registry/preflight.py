@@ -1,0 +1,285 @@
+"""Test Connection: a real preflight against a registry, under one wall-clock deadline.
+
+``GET /v2/`` → (Basic re-check | Bearer token exchange) → ``HEAD`` the manifest. Every failure ends
+as exactly one of six codes, decided in one place: ``_failure_mapping``. The table it implements
+(DESIGN §1 made concrete):
+
+==========================================================  ====================
+failure                                                     code
+==========================================================  ====================
+malformed image reference or registry; registry not the     invalid_url
+image's; plain http not allowed; connection refused or
+unreachable (registry host); /v2/ neither 200 nor 401
+credentials rejected: token server 401/403, Basic re-check  auth_failed
+401/403, manifest 403, 401 ``invalid_token``; credentials
+needed but none given (incl. anonymous 401 on the manifest);
+a user name the protocol cannot carry
+manifest 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN; 401 after   manifest_not_found
+the credentials were accepted ("missing, or these
+credentials cannot read it")
+the deadline passed (one budget for all requests)           timeout
+the guard refused an address (registry, realm, redirect)    ssrf_blocked
+DNS failure, TLS failure, reset, malformed or oversized     network_error
+answers, redirect loops, plain-http realm or redirect,
+429 rate limiting, 5xx, connect failure to a host other
+than the registry, an unreadable CA file
+==========================================================  ====================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import ssl
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from guara.netguard import GuardPolicy, Resolver, parse_allow_list
+
+from .auth import Credentials
+from .deadline import Deadline
+from .errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    ConnectFailed,
+    ConnectionBroken,
+    DeadlineExceeded,
+    DestinationRefused,
+    InsecureURLRefused,
+    InvalidReference,
+    InvalidRegistry,
+    ManifestNotFound,
+    NameResolutionFailed,
+    NotARegistry,
+    ProtocolViolation,
+    RateLimited,
+    RegistryClientError,
+    RegistryError,
+    TLSFailed,
+    UnsupportedChallenge,
+)
+from .reference import ImageReference, RegistryLocation, parse_image_reference, parse_registry, same_registry
+from .session import ManifestDescriptor, RegistrySession
+from .trust import trust_context
+
+logger = logging.getLogger("guara.registry.preflight")
+
+DEFAULT_TIMEOUT_S = 8.0
+
+
+class PreflightCode(enum.StrEnum):
+    """The six failure codes of Test Connection."""
+
+    INVALID_URL = "invalid_url"
+    AUTH_FAILED = "auth_failed"
+    MANIFEST_NOT_FOUND = "manifest_not_found"
+    TIMEOUT = "timeout"
+    SSRF_BLOCKED = "ssrf_blocked"
+    NETWORK_ERROR = "network_error"
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightResult:
+    """The outcome. ``code`` is None and ``digest`` set exactly when ``ok``; ``message`` is for people
+    and never holds a secret."""
+
+    ok: bool
+    code: PreflightCode | None
+    message: str
+    digest: str | None
+    elapsed_ms: int
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON shape of the API and ``guara preflight --json``."""
+        return {
+            "ok": self.ok,
+            "code": None if self.code is None else self.code.value,
+            "message": self.message,
+            "digest": self.digest,
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+
+async def preflight(
+    image: str,
+    *,
+    registry: str | None = None,
+    username: str | None = None,
+    password: str | SecretStr | None = None,
+    ca_file: str | os.PathLike[str] | None = None,
+    ssrf_allow: str | Iterable[str] = (),
+    timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - the public API (DESIGN §3); one Deadline
+    allow_http: bool = False,
+    resolver: Resolver | None = None,
+) -> PreflightResult:
+    """Run Test Connection for ``image`` with these credentials; never raises for a failed preflight.
+
+    ``registry`` (the Registry URL field) may be None (taken from the image), ``host``,
+    ``host:port`` or an ``https://`` URL, and must name the image's registry. ``ssrf_allow`` are the
+    operator's exempted CIDRs (a malformed one raises ValueError: that is configuration, not a
+    preflight outcome). ``timeout`` bounds the whole preflight, every request included.
+    """
+    deadline = Deadline(timeout)
+    policy = GuardPolicy(allow=parse_allow_list(ssrf_allow), resolver=resolver)
+    secret = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
+    context = _Context(timeout=timeout)
+    descriptor: ManifestDescriptor | None = None
+    with _failure_mapping(context):
+        context.image = image_ref = parse_image_reference(image)
+        location = _registry_location(image_ref, registry, allow_http=allow_http)
+        context.location = location
+        credentials = Credentials.of(username, secret)
+        context.credentials_given = credentials is not None
+        ssl_context = trust_context(ca_file)
+        with deadline.scope():
+            async with RegistrySession(
+                image_ref,
+                registry=location,
+                credentials=credentials,
+                ssl_context=ssl_context,
+                policy=policy,
+                deadline=deadline,
+                allow_http=allow_http,
+            ) as session:
+                context.session = session
+                descriptor = await session.head_manifest()
+    elapsed_ms = int(deadline.elapsed() * 1000)
+    if descriptor is None:
+        assert context.code is not None
+        result = PreflightResult(False, context.code, context.message, None, elapsed_ms)
+    else:
+        message = _success_message(context, descriptor)
+        result = PreflightResult(True, None, message, descriptor.digest, elapsed_ms)
+    logger.info(
+        "preflight registry=%s repository=%s ok=%s code=%s elapsed_ms=%d",
+        context.location.host if context.location else "-",
+        context.image.repository if context.image else "-",
+        result.ok,
+        result.code or "-",
+        elapsed_ms,
+    )
+    return result
+
+
+def _registry_location(image: ImageReference, registry: str | None, *, allow_http: bool) -> RegistryLocation:
+    if registry is None or not registry.strip():
+        return image.location
+    location = parse_registry(registry.strip(), allow_http=allow_http)
+    if not same_registry(location, image):
+        raise InvalidRegistry(
+            f"the registry URL names {location.host}, but the image {image} is on {image.registry}: "
+            f"make them match (e.g. image {location.host}/{image.repository})"
+        )
+    return location
+
+
+@dataclass
+class _Context:
+    """What the preflight knew when it failed; the messages are built from it."""
+
+    timeout: float
+    image: ImageReference | None = None
+    location: RegistryLocation | None = None
+    credentials_given: bool = False
+    session: RegistrySession | None = None
+    code: PreflightCode | None = None
+    message: str = field(default="")
+
+    @property
+    def registry_host(self) -> str:
+        return self.location.api_host if self.location else ""
+
+    def fail(self, code: PreflightCode, message: str) -> None:
+        self.code = code
+        self.message = message
+
+
+@contextlib.contextmanager
+def _failure_mapping(context: _Context) -> Iterator[None]:
+    """The one place where a preflight failure becomes a code and a message (see the module table)."""
+    try:
+        yield
+    except RegistryClientError as exc:
+        context.fail(*_classify(exc, context))
+    except ValueError as exc:  # Credentials refused locally (e.g. a ':' in the user name)
+        context.fail(PreflightCode.AUTH_FAILED, f"{exc}; check the username")
+    except (OSError, ssl.SSLError) as exc:  # the CA file: raised before any network I/O
+        context.fail(
+            PreflightCode.NETWORK_ERROR,
+            f"could not load the CA file ({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})",
+        )
+
+
+def _classify(exc: RegistryClientError, context: _Context) -> tuple[PreflightCode, str]:
+    code = PreflightCode
+    detail = str(exc)
+    if isinstance(exc, InvalidReference):
+        return code.INVALID_URL, f"the image reference is invalid: {detail}"
+    if isinstance(exc, InvalidRegistry):
+        return code.INVALID_URL, f"the registry URL is invalid: {detail}"
+    if isinstance(exc, DestinationRefused):
+        if exc.blocked:
+            return code.SSRF_BLOCKED, (
+                f"blocked by the network guard: {detail}. Registries must be on publicly routable addresses"
+            )
+        return code.INVALID_URL, f"refused URL: {detail}"
+    if isinstance(exc, DeadlineExceeded):
+        return code.TIMEOUT, (
+            f"the registry did not finish answering within {context.timeout:g} s "
+            "(slow, overloaded, or not reachable from here); try again later"
+        )
+    if isinstance(exc, ConnectFailed):
+        if exc.host == context.registry_host or not exc.host:
+            return code.INVALID_URL, (
+                f"nothing answers at {exc.host or context.registry_host} (connection refused or "
+                "unreachable): check the registry host and port"
+            )
+        return code.NETWORK_ERROR, f"{detail} (the registry sent us there)"
+    if isinstance(exc, NotARegistry):
+        return code.INVALID_URL, f"{detail}: check the registry URL"
+    if isinstance(exc, NameResolutionFailed):
+        return code.NETWORK_ERROR, f"{detail}: check the host name"
+    if isinstance(exc, TLSFailed | ConnectionBroken | InsecureURLRefused | UnsupportedChallenge):
+        return code.NETWORK_ERROR, detail
+    if isinstance(exc, ProtocolViolation):
+        return code.NETWORK_ERROR, f"unusable answer: {detail}"
+    if isinstance(exc, AuthenticationFailed):
+        if context.credentials_given:
+            detail += "; check the username and the password or access token"
+        return code.AUTH_FAILED, detail
+    if isinstance(exc, ManifestNotFound):
+        return code.MANIFEST_NOT_FOUND, detail
+    if isinstance(exc, AccessDenied):
+        if exc.insufficient_scope and exc.credentials_given and _credentials_accepted(context):
+            return code.MANIFEST_NOT_FOUND, detail
+        return code.AUTH_FAILED, detail
+    if isinstance(exc, RateLimited):
+        return code.NETWORK_ERROR, f"{detail}; no retry fits in the preflight's budget"
+    if isinstance(exc, RegistryError):
+        return code.NETWORK_ERROR, f"{detail}; the registry may be down, try again later"
+    return code.NETWORK_ERROR, detail
+
+
+def _credentials_accepted(context: _Context) -> bool:
+    return context.session is not None and context.session.credentials_accepted
+
+
+def _success_message(context: _Context, descriptor: ManifestDescriptor) -> str:
+    assert context.image is not None
+    assert context.session is not None
+    image = context.image
+    session = context.session
+    short = descriptor.digest[:19] + "…"
+    if session.auth_scheme == "anonymous":
+        how = "anonymous pulls allowed"
+        if context.credentials_given:
+            how += "; the credentials were not needed"
+    elif session.credentials_accepted:
+        how = "credentials accepted"
+    else:
+        how = "anonymous token accepted"
+    return f"found {image} ({short}); {how}"

@@ -1,0 +1,92 @@
+"""A thin layer over the network guard's transport: scheme policy, body caps, the shared deadline.
+
+It opens no socket itself; every connection is made by the wrapped ``guarded_transport``. Being the
+last hop before the wire, it sees every request httpx sends, redirects and token requests included,
+so the rules hold without special cases:
+
+- only ``https`` (``http`` when explicitly allowed), checked again on each redirect hop;
+- ``Accept-Encoding: identity`` and no decoding: a capped compressed body cannot expand in memory;
+- every response body is capped (64 KiB unless the request asks for more via ``BODY_LIMIT``);
+- every request's timeouts are what is left of the shared deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from .deadline import Deadline
+from .errors import InsecureURLRefused, ProtocolViolation, ResponseTooLarge
+
+# Request extension: the body cap, in bytes, for this request's response.
+BODY_LIMIT = "guara.body_limit"
+DEFAULT_BODY_LIMIT = 64 * 1024
+
+
+class BoundedTransport(httpx.AsyncBaseTransport):
+    """Wraps ``inner`` (the guarded transport): see the module docstring."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, *, deadline: Deadline, allow_http: bool = False
+    ) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._allow_http = allow_http
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = request.url.scheme
+        if scheme != "https" and not (scheme == "http" and self._allow_http):
+            raise InsecureURLRefused(
+                f"refusing {scheme}://{request.url.netloc.decode('ascii', 'replace')}: only https is allowed"
+            )
+        request.headers["Accept-Encoding"] = "identity"
+        timeout = self._deadline.httpx_timeout()
+        request.extensions["timeout"] = timeout.as_dict()
+        limit = int(request.extensions.get(BODY_LIMIT, DEFAULT_BODY_LIMIT))
+        response = await self._inner.handle_async_request(request)
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit and request.method != "HEAD":
+            await response.aclose()
+            raise ResponseTooLarge(
+                f"{request.url.host} announced a {int(declared)}-byte answer; the limit is {limit} bytes"
+            )
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        # httpx decodes per Content-Encoding; with the header gone, the bytes stay as sent and capped.
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-encoding"]
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        stream = _CappedStream(response.stream, limit=limit, host=request.url.host, encoding=encoding)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=headers,
+            stream=stream,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, *, limit: int, host: str, encoding: str) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._host = host
+        self._encoding = encoding
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self._inner:
+            if not chunk:
+                continue
+            if self._encoding not in ("", "identity"):
+                raise ProtocolViolation(
+                    f"{self._host} sent a {self._encoding}-encoded body although identity was requested"
+                )
+            received += len(chunk)
+            if received > self._limit:
+                raise ResponseTooLarge(f"{self._host} sent more than {self._limit} bytes; stopped reading")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
