@@ -73,6 +73,10 @@ JWT = f"{b64url_json({'alg': 'HS256', 'typ': 'JWT'})}.{b64url_json({'sub': 'bob'
             f"refresh_token={REDACTED} id_token={REDACTED} client_secret={REDACTED}",
         ),
         ('{"token": "opaque-value", "expires_in": 300}', '{"token": "[REDACTED]", "expires_in": 300}'),
+        (
+            "secret=a&api_key=b&apikey=c&passwd=d&pwd=e&page=2",
+            "secret=[REDACTED]&api_key=[REDACTED]&apikey=[REDACTED]&passwd=[REDACTED]&pwd=[REDACTED]&page=2",
+        ),
         ('{"access_token":"a\\"b","x":1}', '{"access_token":"[REDACTED]","x":1}'),
         (
             "{'registry_password': 'pa\\'ss', 'username': 'bob'}",
