@@ -193,4 +193,3 @@ class _Parser:
 
     def _fail(self, what: str) -> NoReturn:
         raise ValueError(f"malformed WWW-Authenticate header at character {self.pos}: {what}")
-

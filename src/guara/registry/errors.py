@@ -182,9 +182,7 @@ class ManifestNotFound(RegistryError):
         path: str,
         diagnostics: tuple[Diagnostic, ...] = (),
     ) -> None:
-        super().__init__(
-            message, status=status, method=method, host=host, path=path, diagnostics=diagnostics
-        )
+        super().__init__(message, status=status, method=method, host=host, path=path, diagnostics=diagnostics)
         self.repository = repository
         self.reference = reference
 
@@ -209,9 +207,7 @@ class AccessDenied(RegistryError):
         path: str,
         diagnostics: tuple[Diagnostic, ...] = (),
     ) -> None:
-        super().__init__(
-            message, status=status, method=method, host=host, path=path, diagnostics=diagnostics
-        )
+        super().__init__(message, status=status, method=method, host=host, path=path, diagnostics=diagnostics)
         self.insufficient_scope = insufficient_scope
         self.credentials_given = credentials_given
 
@@ -230,7 +226,5 @@ class RateLimited(RegistryError):
         path: str,
         diagnostics: tuple[Diagnostic, ...] = (),
     ) -> None:
-        super().__init__(
-            message, status=status, method=method, host=host, path=path, diagnostics=diagnostics
-        )
+        super().__init__(message, status=status, method=method, host=host, path=path, diagnostics=diagnostics)
         self.retry_after = retry_after

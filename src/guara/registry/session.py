@@ -160,7 +160,7 @@ class RegistrySession:
 
     @property
     def auth_scheme(self) -> str | None:
-        """"anonymous", "basic" or "bearer" once authenticated, else None."""
+        """ "anonymous", "basic" or "bearer" once authenticated, else None."""
         if isinstance(self._auth, BearerTokenAuth):
             return "bearer"
         if isinstance(self._auth, RegistryBasicAuth):
@@ -389,8 +389,7 @@ class RegistrySession:
                 message = f"tag {target.tag} not found in {repository}"
             else:
                 message = (
-                    f"{repository}:{target.tag} not found on {self.location.host} "
-                    "(no such tag or repository)"
+                    f"{repository}:{target.tag} not found on {self.location.host} (no such tag or repository)"
                 )
             return ManifestNotFound(
                 message,
