@@ -26,7 +26,7 @@ from collections.abc import Callable  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from guara.secrets import MasterKeyring, ProjectKeys, open_secret, reseal, seal  # noqa: E402
+from guara.secrets import MasterKeyring, ProjectKeys, open_secret, redact_text, reseal, seal  # noqa: E402
 from guara.secrets.derivation import derive_project_key  # noqa: E402
 
 PASSWORD = SecretStr("ghp_" + "x" * 36)  # the size of a GitHub personal access token
@@ -134,6 +134,22 @@ def main() -> int:
     print(f"\nrotation batch: resealed {len(moved)} envelopes v1 -> v2")
     print(f"  derivations with one ProjectKeys for the batch: {batch_keys.derivation_count} (expected 20)")
     failures += batch_keys.derivation_count != 20
+
+    print(f"\nlog redaction of one ~120 KB line (median of {page_rounds} rounds; linear time expected)")
+    ordinary = median_ns(lambda: redact_text("lorem ipsum dolor sit amet " * 4400), rounds=page_rounds)
+    show("ordinary words", ordinary)
+    hostile = {
+        "dots and dashes (URL scheme characters)": "a.b-c+" * 20000,
+        "JWT-like fragments": "eyJaaaa." * 15000,
+        "unclosed quoted secret fields": ("'password': '" + "a" * 10) * 9000,
+        "repeated Authorization headers": "Authorization: '" * 7500,
+    }
+    for label, line in hostile.items():
+        show(
+            f"{label}  (vs ordinary)",
+            median_ns(lambda line=line: redact_text(line), rounds=page_rounds),
+            ordinary,
+        )
     return 1 if failures else 0
 
 

@@ -83,6 +83,12 @@ JWT = f"{b64url_json({'alg': 'HS256', 'typ': 'JWT'})}.{b64url_json({'sub': 'bob'
             "{'registry_password': '[REDACTED]', 'username': 'bob'}",
         ),
         ("Creds(username='bob', password='pa ss')", "Creds(username='bob', password=[REDACTED])"),
+        (
+            'body: {"user": "bob", "password": "hunter2-cut-sh',
+            'body: {"user": "bob", "password": "[REDACTED]',
+        ),
+        ('{"password": "ends\\\nnext": "line"}', '{"password": "[REDACTED]\nnext": "line"}'),
+        ("{'Authorization': 'Bearer cut-sh\r\nnext", "{'Authorization': 'Bearer [REDACTED]\r\nnext"),
         (f"token issued: {JWT} for bob", "token issued: [REDACTED] for bob"),
     ],
 )

@@ -43,16 +43,19 @@ _SENSITIVE_NAMES = (
 )
 _ALREADY_REDACTED = re.escape(REDACTED)
 
+# A quoted value ends at its closing quote, or at the end of the line when a log cut it short.
 _AUTH_QUOTED = re.compile(
-    r"""\b((?:proxy-)?authorization["']?\s*[:=,]\s*b?)(["'])((?:(?!\2)[^\r\n])*)\2""", re.IGNORECASE
+    r"""\b((?:proxy-)?authorization["']?\s*[:=,]\s*b?)(["'])((?:(?!\2)[^\r\n])*)(\2|(?=[\r\n])|\Z)""",
+    re.IGNORECASE,
 )
 _AUTH_HEADER = re.compile(r"\b((?:proxy-)?authorization[ \t]*[:=][ \t]*)([^\r\n]*)", re.IGNORECASE)
 _SCHEME_AND_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9-]*)([ \t]+)\S")
-_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@", re.IGNORECASE)
+# The scheme length is bounded so that long runs of dots and dashes cannot make the search quadratic.
+_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]{0,31}://)[^\s/?#]*@", re.IGNORECASE)
 _QUOTED_FIELD = re.compile(
     r"""(["'])((?:[A-Za-z0-9]+[_-])*"""
     + _SENSITIVE_NAMES
-    + r""")\1(\s*:\s*b?)(["'])((?:(?!\4)[^\r\n\\]|\\.)*)\4""",
+    + r""")\1(\s*:\s*b?)(["'])((?:(?!\4)[^\r\n\\]|\\[^\r\n]|\\(?=[\r\n]|\Z))*)(\4|(?=[\r\n])|\Z)""",
     re.IGNORECASE,
 )
 _ASSIGNED_FIELD = re.compile(
@@ -101,10 +104,10 @@ def redact_text(text: str) -> str:
     if secrets:
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
-    text = _AUTH_QUOTED.sub(lambda m: f"{m[1]}{m[2]}{_redact_credentials(m[3])}{m[2]}", text)
+    text = _AUTH_QUOTED.sub(lambda m: f"{m[1]}{m[2]}{_redact_credentials(m[3])}{m[4]}", text)
     text = _AUTH_HEADER.sub(lambda m: f"{m[1]}{_redact_credentials(m[2])}", text)
     text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
-    text = _QUOTED_FIELD.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{REDACTED}{m[4]}", text)
+    text = _QUOTED_FIELD.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{REDACTED}{m[6]}", text)
     text = _ASSIGNED_FIELD.sub(rf"\1={REDACTED}", text)
     return _JWT.sub(REDACTED, text)
 
