@@ -20,6 +20,7 @@ from tests.support import ApiUser, make_client
 # Suite-wide plugins: the registry lab (real registries on loopback) and the socket audit.
 pytest_plugins = ["tests.lab.fixtures", "tests.socket_audit"]
 
+REDIS_URL = os.environ.get("GUARA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("GUARA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -87,7 +88,10 @@ def master_key() -> str:
 @pytest.fixture
 def settings_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     """Environment for a guara process (CLI or server) on this test's database and data dir."""
+    from guara.secrets import ensure_key_file
+
     key_file = tmp_path / "data" / "master.key"
+    ensure_key_file(key_file)
     return {
         "GUARA_DATA_DIR": str(tmp_path / "data"),
         "GUARA_DATABASE_URL": database_url,
@@ -97,9 +101,6 @@ def settings_env(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 
 def build_platform(env: dict[str, str]) -> Platform:
-    from guara.secrets import ensure_key_file
-
-    ensure_key_file(Path(env["GUARA_MASTER_KEY_FILE"]))
     settings = Settings(**{k.removeprefix("GUARA_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     platform = Platform.from_settings(settings)
     platform.db.upgrade()
@@ -118,3 +119,17 @@ def client(platform: Platform) -> Iterator[ApiUser]:
     """An API client signed in as a fresh user (bearer token)."""
     with make_client(platform) as test_client:
         yield ApiUser.sign_up(test_client, platform, "owner@example.com")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis; required in CI, skipped with the reason elsewhere."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is required in CI and is not reachable: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    return REDIS_URL

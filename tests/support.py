@@ -28,7 +28,9 @@ class ApiUser:
     token: str
 
     @classmethod
-    def sign_up(cls, http: TestClient, platform: Platform, email: str, password: str = "correct horse 1") -> ApiUser:
+    def sign_up(
+        cls, http: TestClient, platform: Platform, email: str, password: str = "correct horse 1"
+    ) -> ApiUser:
         with platform.db.session() as session:
             accounts.create_user(session, email=email, password=password)
             token = accounts.create_api_token(session, email=email)

@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 
-def guara(*args: str, env: dict[str, str], stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def guara(
+    *args: str, env: dict[str, str], stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "guara.cli", *args],
         input=stdin,
@@ -37,8 +39,15 @@ def _free_port() -> int:
 
 
 def test_user_and_token_create(settings_env: dict[str, str]) -> None:
-    created = guara("user", "create", "--email", "Ops@Example.com", "--password-stdin",
-                    env=settings_env, stdin="a long password\n")
+    created = guara(
+        "user",
+        "create",
+        "--email",
+        "Ops@Example.com",
+        "--password-stdin",
+        env=settings_env,
+        stdin="a long password\n",
+    )
     assert created.returncode == 0, created.stderr
     assert "a long password" not in created.stdout + created.stderr
     token = guara("token", "create", "--email", "ops@example.com", env=settings_env)
@@ -62,7 +71,10 @@ def test_db_upgrade(settings_env: dict[str, str]) -> None:
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
-    env = {"GUARA_DATA_DIR": str(tmp_path), "GUARA_DATABASE_URL": "postgresql://guara:hunter2pw@127.0.0.1:1/guara"}
+    env = {
+        "GUARA_DATA_DIR": str(tmp_path),
+        "GUARA_DATABASE_URL": "postgresql://guara:hunter2pw@127.0.0.1:1/guara",
+    }
     result = guara("db", "upgrade", env=env)
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stderr
@@ -90,7 +102,10 @@ def test_serve_on_embedded_defaults(tmp_path: Path) -> None:
     env = {**_clean_environ(), "XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)}
     process = subprocess.Popen(
         [sys.executable, "-m", "guara.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guara.api import errors
 from guara.api.routes import audit, credentials, deployments, projects, services
 from guara.core.platform import Platform
+from guara.secrets import secret_scope
 from guara.store import DatabaseUnavailable
 
 # A GCR JSON key is several KB; nothing legitimate comes near this.
@@ -56,6 +57,17 @@ class BodySizeLimit:
         await response({"type": "http"}, _never_receive, send)
 
 
+class SecretScope:
+    """Each request gets its own set of secrets to scrub from log lines (see guara.secrets)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with secret_scope():
+            await self.app(scope, receive, send)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -97,4 +109,5 @@ def create_app(platform: Platform) -> FastAPI:
         return {"status": "ready"}
 
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(SecretScope)
     return app

@@ -71,17 +71,20 @@ def _platform(*, announce: bool = False, migrate: bool = True) -> Platform:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    log_level: Annotated[str, typer.Option(help="log level")] = "info",
+    log_level: Annotated[str | None, typer.Option(help="log level (default GUARA_LOG_LEVEL or info)")] = None,
 ) -> None:
     """Run the API and the dashboard (migrates the database first)."""
     import uvicorn
 
     from guara.app import create_app
 
-    _setup_logging(log_level.upper())
+    level = (log_level or _settings().log_level).lower()
+    _setup_logging(level.upper())
     platform = _platform(announce=True)
     log.info("guara serving on http://%s:%d (database %s)", host, port, platform.db.display_url)
-    uvicorn.run(create_app(platform), host=host, port=port, log_level=log_level, proxy_headers=False)
+    uvicorn.run(
+        create_app(platform), host=host, port=port, log_level=level, proxy_headers=False, log_config=None
+    )
 
 
 @db_app.command("upgrade")
@@ -95,7 +98,9 @@ def db_upgrade() -> None:
 @user_app.command("create")
 def user_create(
     email: Annotated[str, typer.Option(help="login email")],
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
 ) -> None:
     """Create a user (the first user also completes the web set-up)."""
     from guara.core import accounts
@@ -158,11 +163,14 @@ def preflight(
     image: Annotated[str, typer.Argument(help="image reference, e.g. ghcr.io/acme/api:v1")],
     registry: Annotated[str | None, typer.Option(help="registry host or https:// URL")] = None,
     username: Annotated[str | None, typer.Option(help="registry username")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
     ca_file: Annotated[Path | None, typer.Option(help="extra PEM roots to trust")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Run the Test Connection preflight against a registry. Exit 0 ok, 1 failed, 2 usage."""
+    from guara.registry import PreflightResult
     from guara.registry import preflight as run_preflight
 
     settings = _settings()
@@ -172,25 +180,25 @@ def preflight(
     if ca_file is not None and not ca_file.is_file():
         raise _fail(f"--ca-file {ca_file} is not a readable file", 2)
 
-    async def run() -> object:
+    async def run() -> PreflightResult:
         return await run_preflight(
             image,
             registry=registry,
             username=username,
             password=password,
             ca_file=ca_file or settings.extra_ca_file,
-            ssrf_allow=settings.ssrf_allow_networks,
+            ssrf_allow=settings.ssrf_allow,
             timeout=settings.preflight_timeout_s,
             allow_http=settings.allow_http_registries,
         )
 
     result = anyio.run(run)
     payload = {
-        "ok": result.ok,  # type: ignore[attr-defined]
-        "code": result.code.value if result.code else None,  # type: ignore[attr-defined]
-        "message": result.message,  # type: ignore[attr-defined]
-        "digest": result.digest,  # type: ignore[attr-defined]
-        "elapsed_ms": result.elapsed_ms,  # type: ignore[attr-defined]
+        "ok": result.ok,
+        "code": result.code.value if result.code else None,
+        "message": result.message,
+        "digest": result.digest,
+        "elapsed_ms": result.elapsed_ms,
     }
     if as_json:
         typer.echo(json.dumps(payload))

@@ -5,9 +5,7 @@ Validated once at start-up; everything else receives a ``Settings`` object.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-from functools import cached_property
 from pathlib import Path
 
 import platformdirs
@@ -15,8 +13,6 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def default_data_dir() -> Path:
@@ -37,13 +33,15 @@ class Settings(BaseSettings):
     ssrf_allow: str = ""
     allow_http_registries: bool = False
     runtime: str = "render"
+    log_level: str = "info"
     session_max_age_s: int = 14 * 24 * 3600
 
     @field_validator("ssrf_allow")
     @classmethod
     def _valid_cidrs(cls, value: str) -> str:
-        for part in _split_csv(value):
-            ipaddress.ip_network(part, strict=False)
+        from guara.netguard import parse_allow_list
+
+        parse_allow_list(value)  # one rule for what an exemption may be: the guard's
         return value
 
     @field_validator("runtime")
@@ -53,9 +51,12 @@ class Settings(BaseSettings):
             raise ValueError("GUARA_RUNTIME must be 'render' or 'kubernetes'")
         return value
 
-    @cached_property
-    def ssrf_allow_networks(self) -> tuple[Network, ...]:
-        return tuple(ipaddress.ip_network(p, strict=False) for p in _split_csv(self.ssrf_allow))
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError("GUARA_LOG_LEVEL must be one of critical, error, warning, info, debug")
+        return value.lower()
 
     @property
     def effective_database_url(self) -> str:

@@ -18,11 +18,22 @@ from guara.config import redact_url
 log = logging.getLogger(__name__)
 
 PREFLIGHTS_PER_MINUTE = 5
+# The wizard's anonymous "is this image private?" probe: no product limit, but bounded per user.
+PROBES_PER_MINUTE = 30
 
 
 class PreflightLimiter:
-    def __init__(self, redis_url: str | None = None, *, per_minute: int = PREFLIGHTS_PER_MINUTE) -> None:
+    """A per-user moving window; ``namespace`` keeps separate limits apart in one store."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        per_minute: int = PREFLIGHTS_PER_MINUTE,
+        namespace: str = "preflight",
+    ) -> None:
         self.item = RateLimitItemPerMinute(per_minute)
+        self.namespace = namespace
         self._memory = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._shared: strategies.MovingWindowRateLimiter | None = None
         self._degraded = False
@@ -41,7 +52,7 @@ class PreflightLimiter:
         limiter = self._memory
         if self._shared is not None:
             try:
-                allowed = self._shared.hit(self.item, "preflight", user_key)
+                allowed = self._shared.hit(self.item, self.namespace, user_key)
             except Exception as exc:  # any Redis client failure: degrade, never block or crash
                 self._note_outage(exc)
             else:
@@ -49,13 +60,13 @@ class PreflightLimiter:
                 if allowed:
                     return None
                 return self._retry_after(self._shared, user_key)
-        if limiter.hit(self.item, "preflight", user_key):
+        if limiter.hit(self.item, self.namespace, user_key):
             return None
         return self._retry_after(limiter, user_key)
 
     def _retry_after(self, limiter: strategies.MovingWindowRateLimiter, user_key: str) -> int:
         try:
-            reset_at, _remaining = limiter.get_window_stats(self.item, "preflight", user_key)
+            reset_at, _remaining = limiter.get_window_stats(self.item, self.namespace, user_key)
         except Exception:  # stats are advisory: a full window is the safe answer
             return 60
         return max(1, math.ceil(reset_at - time.time()))

@@ -129,7 +129,9 @@ def test_two_users_cannot_see_each_others_anything(client: ApiUser, platform: Pl
 
 
 def test_request_body_size_is_limited(client: ApiUser) -> None:
-    response = client.post("/projects", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/projects", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
 

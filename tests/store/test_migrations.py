@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -19,10 +20,7 @@ def test_upgrade_is_idempotent_and_matches_models(platform: Platform) -> None:
 
 def test_unreachable_database_names_url_without_password() -> None:
     db = Database("postgresql://guara:s3cret-pw@127.0.0.1:1/guara")
-    try:
+    with pytest.raises(DatabaseUnavailable) as caught:
         db.check()
-    except DatabaseUnavailable as exc:
-        assert "s3cret-pw" not in str(exc)
-        assert "127.0.0.1:1" in str(exc)
-    else:
-        raise AssertionError("expected DatabaseUnavailable")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "127.0.0.1:1" in str(caught.value)

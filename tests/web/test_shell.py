@@ -19,10 +19,15 @@ def _form_csrf(page: str) -> str:
     return match.group(1)
 
 
-def _setup(http: TestClient, email: str = "first@example.com", password: str = "first-password") -> httpx.Response:
+def _setup(
+    http: TestClient, email: str = "first@example.com", password: str = "first-password"
+) -> httpx.Response:
     page = http.get("/setup")
-    return http.post("/setup", data={"email": email, "password": password, "csrf_token": _form_csrf(page.text)},
-                     follow_redirects=False)
+    return http.post(
+        "/setup",
+        data={"email": email, "password": password, "csrf_token": _form_csrf(page.text)},
+        follow_redirects=False,
+    )
 
 
 def test_empty_install_offers_first_account_once(platform: Platform) -> None:
@@ -31,15 +36,25 @@ def test_empty_install_offers_first_account_once(platform: Platform) -> None:
         response = _setup(http)
         assert response.status_code == 303
         cookie = response.headers["set-cookie"]
-        assert "guara_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+        assert (
+            "guara_session=" in cookie
+            and "HttpOnly" in cookie
+            and "SameSite=lax" in cookie.replace("Lax", "lax")
+        )
         assert http.get("/projects").status_code == 200
     with make_client(platform) as http:
         assert http.get("/setup", follow_redirects=False).headers["location"] == "/login"
         again = _setup(http, "second@example.com")
         assert again.headers["location"] == "/login"
         login = http.get("/login")
-        bad = http.post("/login", data={"email": "second@example.com", "password": "first-password",
-                                        "csrf_token": _form_csrf(login.text)})
+        bad = http.post(
+            "/login",
+            data={
+                "email": "second@example.com",
+                "password": "first-password",
+                "csrf_token": _form_csrf(login.text),
+            },
+        )
         assert bad.status_code == 401
 
 
@@ -73,7 +88,9 @@ def test_forms_refuse_missing_csrf(platform: Platform) -> None:
         assert response.status_code == 401
         assert "form expired" in response.text
         page = http.get("/projects")
-        ok = http.post("/projects", data={"name": "shop", "csrf_token": _form_csrf(page.text)}, follow_redirects=False)
+        ok = http.post(
+            "/projects", data={"name": "shop", "csrf_token": _form_csrf(page.text)}, follow_redirects=False
+        )
         assert ok.status_code == 303
 
 
@@ -94,8 +111,9 @@ def test_pages_and_another_users_service_is_a_404_page(platform: Platform) -> No
     with make_client(platform) as http:
         _setup(http)
         page = http.get("/projects")
-        created = http.post("/projects", data={"name": "shop", "csrf_token": _form_csrf(page.text)},
-                            follow_redirects=False)
+        created = http.post(
+            "/projects", data={"name": "shop", "csrf_token": _form_csrf(page.text)}, follow_redirects=False
+        )
         project_path = created.headers["location"]
         assert "shop" in http.get(project_path).text
         missing = http.get(f"/services/{uuid.uuid4()}")

@@ -55,7 +55,11 @@ def guara_error_response(exc: GuaraError) -> JSONResponse:
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Never echo "input": it may be a password.
     return [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": err.get("type")}
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
 
@@ -86,7 +90,7 @@ def install(app: FastAPI) -> None:
         code = "invalid_json" if any(e["type"] == "json_invalid" for e in errors) else "invalid_input"
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body")
-        message = f"{where}: {first['msg']}" if where else first["msg"]
+        message = f"{where}: {first['msg']}" if where else str(first["msg"])
         return JSONResponse(error_body(code, message, errors=errors), status_code=422)
 
     @app.exception_handler(DatabaseUnavailable)

@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 
 from guara.core import validation
 from guara.core.errors import Conflict, NotAuthenticated
-from guara.store.db import UniqueViolation
+from guara.store.db import UniqueViolation, flush_unique
 from guara.store.models import ApiToken, SetupClaim, User, WebSession
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a login takes as long either way.
 _DUMMY_HASH = _hasher.hash("guara-dummy-password")
-TOKEN_PREFIX = "gua_"
+TOKEN_PREFIX = "gua_"  # noqa: S105  (a public prefix, not a secret)
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,18 @@ def needs_setup(session: Session) -> bool:
     return not session.scalar(select(exists().where(SetupClaim.id == 1)))
 
 
-def create_user(session: Session, *, email: str, password: str) -> Principal:
+def create_user(session: Session, *, email: str, password: str, first: bool = False) -> Principal:
+    """Create a user. The first user (``first``, or any user while set-up is pending) claims set-up."""
     address = validation.email(email)
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise Conflict(f"a user with email {address} already exists")
     user = User(email=address, password_hash=_hasher.hash(validation.password(password)))
     session.add(user)
     try:
-        session.flush()
+        flush_unique(session)
     except UniqueViolation:
         raise Conflict(f"a user with email {address} already exists") from None
-    if needs_setup(session):
+    if first or needs_setup(session):
         # A CLI-created user also completes set-up: the web form must not offer it any more.
         _claim_setup(session, user.id)
     return Principal(user.id, user.email)
@@ -67,15 +68,17 @@ def create_first_user(session: Session, *, email: str, password: str) -> Princip
     """Create the first account; only ever once, even when two browsers race (the claim row's key)."""
     if not needs_setup(session):
         raise Conflict("this installation already has an account; sign in instead", code="setup_done")
-    return create_user(session, email=email, password=password)
+    return create_user(session, email=email, password=password, first=True)
 
 
 def _claim_setup(session: Session, user_id: uuid.UUID) -> None:
     session.add(SetupClaim(id=1, user_id=user_id))
     try:
-        session.flush()
+        flush_unique(session)
     except UniqueViolation:
-        raise Conflict("this installation already has an account; sign in instead", code="setup_done") from None
+        raise Conflict(
+            "this installation already has an account; sign in instead", code="setup_done"
+        ) from None
 
 
 def authenticate(session: Session, *, email: str, password: str) -> Principal:

@@ -23,16 +23,23 @@ from guara.core.accounts import Principal
 from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, PreflightFailed, RateLimited
 from guara.core.platform import Platform
 from guara.registry import (
-    InvalidReference,
+    InvalidRegistry,
     PreflightResult,
     parse_registry,
     preflight,
     same_registry,
 )
-from guara.secrets import ProjectKeys, UnreadableSecret, envelope_key_version, open_secret, seal
+from guara.secrets import (
+    ProjectKeys,
+    UnreadableSecret,
+    envelope_key_version,
+    open_secret,
+    register_secret,
+    seal,
+)
 from guara.store.models import RegistryCredential, Service, utcnow
 
-PASSWORD_FIELD = "registry_password"
+PASSWORD_FIELD = "registry_password"  # noqa: S105  (a field name bound into the AAD)
 T = TypeVar("T")
 
 
@@ -100,7 +107,9 @@ def services_with_credentials(session: Session, service_ids: Iterable[uuid.UUID]
     ids = list(service_ids)
     if not ids:
         return set()
-    return set(session.scalars(select(RegistryCredential.service_id).where(RegistryCredential.service_id.in_(ids))))
+    return set(
+        session.scalars(select(RegistryCredential.service_id).where(RegistryCredential.service_id.in_(ids)))
+    )
 
 
 # --- input rules -------------------------------------------------------------------------------
@@ -112,21 +121,22 @@ def _no_controls(value: str, field: str) -> str:
     return value
 
 
-def _registry_for(image_registry: str, value: str) -> str:
+def _registry_for(platform: Platform, image_registry: str, value: str) -> str:
+    """The Registry URL field, checked against the image's registry; canonical text to store."""
     text = _no_controls(value.strip(), "registry")
     if not text:
         raise InvalidInput("registry is required", field="registry")
     try:
-        location = parse_registry(text)
-    except InvalidReference as exc:
+        location = parse_registry(text, allow_http=platform.settings.allow_http_registries)
+    except InvalidRegistry as exc:
         raise InvalidInput(f"invalid registry: {exc}", code="invalid_registry", field="registry") from None
-    if not same_registry(location.registry, image_registry):
+    if not same_registry(location, image_registry):
         raise InvalidInput(
-            f"the registry {location.registry} does not match the image's registry {image_registry}",
+            f"the registry {location.host} does not match the image's registry {image_registry}",
             code="registry_mismatch",
             field="registry",
         )
-    return location.registry
+    return str(location)
 
 
 def _username(value: str) -> str:
@@ -134,11 +144,14 @@ def _username(value: str) -> str:
     if not name or len(name) > 255:
         raise InvalidInput("username must be 1 to 255 characters", field="username")
     if ":" in name:
-        raise InvalidInput("username must not contain ':' (registries use Basic authentication)", field="username")
+        raise InvalidInput(
+            "username must not contain ':' (registries use Basic authentication)", field="username"
+        )
     return name
 
 
 def _password(value: SecretStr) -> SecretStr:
+    register_secret(value)  # scrubbed from any log line of this request, whatever happens next
     raw = value.get_secret_value()
     if not raw:
         raise InvalidInput("password must not be empty", field="password")
@@ -171,7 +184,7 @@ async def run_preflight(
         username=username,
         password=password,
         ca_file=settings.extra_ca_file,
-        ssrf_allow=settings.ssrf_allow_networks,
+        ssrf_allow=settings.ssrf_allow,
         timeout=settings.preflight_timeout_s,
         allow_http=settings.allow_http_registries,
     )
@@ -187,7 +200,7 @@ async def _in_thread(platform: Platform, work: Callable[[Session], T]) -> T:
 
 def _open_password(platform: Platform, row: RegistryCredential) -> SecretStr:
     try:
-        return open_secret(
+        password = open_secret(
             ProjectKeys(platform.keyring),
             row.password_sealed,
             project_id=str(row.project_id),
@@ -198,6 +211,8 @@ def _open_password(platform: Platform, row: RegistryCredential) -> SecretStr:
         raise CredentialsUnreadable(
             f"the stored registry password cannot be read ({exc}); enter the credentials again"
         ) from None
+    register_secret(password)
+    return password
 
 
 def open_stored_credentials(
@@ -210,7 +225,7 @@ def open_stored_credentials(
     return row.registry_host, row.username, _open_password(platform, row)
 
 
-async def test_connection(
+async def run_test_connection(
     platform: Platform,
     principal: Principal,
     *,
@@ -223,7 +238,7 @@ async def test_connection(
     """Test Connection: the real preflight, counted against the caller's rate limit."""
     reference = validation.image_reference(image)
     if registry is not None:
-        registry = _registry_for(reference.registry, registry)
+        registry = _registry_for(platform, reference.registry, registry)
     if username is not None:
         username = _username(username)
     if password is not None:
@@ -248,6 +263,36 @@ async def test_connection(
     )
 
 
+ImageAccess = Literal["public", "private", "unknown"]
+PRIVATE_CODES = frozenset({"auth_failed", "manifest_not_found"})
+
+
+@dataclass(frozen=True)
+class AccessProbe:
+    access: ImageAccess
+    message: str
+
+
+async def probe_image_access(platform: Platform, principal: Principal, *, image: str) -> AccessProbe:
+    """Ask the registry anonymously whether an image needs credentials (for the create wizard).
+
+    Not counted in the Test Connection limit, but bounded per user by its own window.
+    """
+    reference = validation.image_reference(image)
+    retry_after = platform.probe_limiter.hit(str(principal.user_id))
+    if retry_after is not None:
+        raise RateLimited(
+            f"Too many image checks; try again in {retry_after} seconds.", retry_after=retry_after
+        )
+    result = await run_preflight(platform, image=str(reference), registry=None, username=None, password=None)
+    if result.ok:
+        return AccessProbe("public", "Anonymous pulls can read this image: it needs no credentials.")
+    code = result.code.value if result.code else ""
+    if code in PRIVATE_CODES:
+        return AccessProbe("private", "This image is private (or missing): add registry credentials.")
+    return AccessProbe("unknown", f"Could not check the registry anonymously: {result.message}")
+
+
 async def _verify(
     platform: Platform, principal: Principal, *, image: str, resolved: _Resolved, skip_verification: bool
 ) -> Literal["passed", "overridden"]:
@@ -264,8 +309,7 @@ async def _verify(
     if not result.ok:
         code = result.code.value if result.code else "network_error"
         raise PreflightFailed(
-            f"{result.message} Nothing was saved; fix the credentials or choose "
-            "'Save without verifying'.",
+            f"{result.message} Nothing was saved; fix the credentials or choose 'Save without verifying'.",
             code=code,
             elapsed_ms=result.elapsed_ms,
         )
@@ -339,7 +383,7 @@ async def create_service(
     if credentials.username is None or credentials.password is None:
         raise InvalidInput("username and password are required", field="registry_credentials")
     resolved = _Resolved(
-        registry=_registry_for(reference.registry, credentials.registry),
+        registry=_registry_for(platform, reference.registry, credentials.registry),
         username=_username(credentials.username),
         password=_password(credentials.password),
         stored_password=None,
@@ -347,7 +391,8 @@ async def create_service(
     )
     # Authorise before spending a preflight on someone else's project.
     await _in_thread(
-        platform, lambda session: services.get_project_for(session, principal=principal, project_id=project_id)
+        platform,
+        lambda session: services.get_project_for(session, principal=principal, project_id=project_id),
     )
     verification = await _verify(
         platform, principal, image=str(reference), resolved=resolved, skip_verification=skip_verification
@@ -381,7 +426,7 @@ async def save_credentials(
     def load(session: Session) -> tuple[Service, _Resolved, str | None]:
         service = services.get_service(session, principal=principal, service_id=service_id)
         reference = validation.image_reference(service.image)
-        registry = _registry_for(reference.registry, credentials.registry)
+        registry = _registry_for(platform, reference.registry, credentials.registry)
         row = session.get(RegistryCredential, service.id)
         if row is None and (credentials.username is None or credentials.password is None):
             raise InvalidInput("username and password are required for new credentials", field="username")
@@ -409,7 +454,9 @@ async def save_credentials(
 
     def write(session: Session) -> CredentialsView:
         _bump_version(session, service_id=service.id, seen_version=service.version)
-        row = _write_credentials(platform, session, service=service, resolved=resolved, verification=verification)
+        row = _write_credentials(
+            platform, session, service=service, resolved=resolved, verification=verification
+        )
         audit.record(
             session,
             principal=principal,

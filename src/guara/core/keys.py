@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from guara.core.credentials import PASSWORD_FIELD
 from guara.core.platform import Platform
-from guara.secrets import ProjectKeys, append_key_version, load_keyring, reseal
+from guara.secrets import ProjectKeys, append_key_version, reseal
 from guara.store.models import RegistryCredential
 
 BATCH_SIZE = 200
@@ -62,7 +62,6 @@ def rotate(
     resumed = pending(platform) > 0
     if not resumed:
         append_key_version(settings.effective_master_key_file)
-        platform.keyring = load_keyring(key_b64=None, key_file=settings.effective_master_key_file)
     resealed = reseal_pending(platform, batch_size=batch_size, on_progress=on_progress)
     return RotationReport(platform.keyring.current_version, resealed, resumed)
 
@@ -77,7 +76,9 @@ def reseal_pending(
         with platform.db.session() as session:
             batch = session.execute(
                 select(
-                    RegistryCredential.service_id, RegistryCredential.project_id, RegistryCredential.password_sealed
+                    RegistryCredential.service_id,
+                    RegistryCredential.project_id,
+                    RegistryCredential.password_sealed,
                 )
                 .where(RegistryCredential.key_version < target)
                 .order_by(RegistryCredential.service_id)

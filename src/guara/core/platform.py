@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from pathlib import Path
 
 from guara.config import Settings
-from guara.ratelimit import PreflightLimiter
+from guara.ratelimit import PROBES_PER_MINUTE, PreflightLimiter
 from guara.secrets import MasterKeyring, ensure_key_file, load_keyring
 from guara.store import Database
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Platform:
-    settings: Settings
-    db: Database
-    keyring: MasterKeyring
-    limiter: PreflightLimiter
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        keyring: MasterKeyring,
+        limiter: PreflightLimiter,
+        probe_limiter: PreflightLimiter,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.limiter = limiter
+        self.probe_limiter = probe_limiter
+        self._keyring = keyring
+        # `guara keys rotate` appends to the key file from another process: notice it and reload.
+        self._key_file: Path | None = (
+            None if settings.master_key is not None else settings.effective_master_key_file
+        )
+        self._key_stamp = _stamp(self._key_file)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, announce: bool = False) -> Platform:
@@ -33,7 +48,29 @@ class Platform:
             db=Database(settings.effective_database_url),
             keyring=keyring,
             limiter=PreflightLimiter(settings.redis_url),
+            probe_limiter=PreflightLimiter(
+                settings.redis_url, per_minute=PROBES_PER_MINUTE, namespace="probe"
+            ),
         )
+
+    @property
+    def keyring(self) -> MasterKeyring:
+        stamp = _stamp(self._key_file)
+        if stamp != self._key_stamp and self._key_file is not None:
+            self._keyring = load_keyring(key_b64=None, key_file=self._key_file)
+            self._key_stamp = stamp
+            log.info("master key file changed; current key version is now %d", self._keyring.current_version)
+        return self._keyring
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def load_master_keyring(settings: Settings, *, announce: bool = False) -> MasterKeyring:

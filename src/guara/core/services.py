@@ -12,7 +12,7 @@ from guara.core import audit, validation
 from guara.core.accounts import Principal
 from guara.core.errors import Conflict, NotFound
 from guara.core.projects import get_project
-from guara.store.db import UniqueViolation
+from guara.store.db import UniqueViolation, flush_unique
 from guara.store.models import Membership, Service
 
 BUILD_METHODS = ("docker_image",)
@@ -40,7 +40,7 @@ def create_service(
         raise Conflict(f"a service named {name} already exists in this project", code="name_taken")
     session.add(service)
     try:
-        session.flush()
+        flush_unique(session)
     except UniqueViolation:
         raise Conflict(f"a service named {name} already exists in this project", code="name_taken") from None
     audit.record(
@@ -75,7 +75,5 @@ def get_service(session: Session, *, principal: Principal, service_id: uuid.UUID
 def list_services(session: Session, *, principal: Principal, project_id: uuid.UUID) -> list[Service]:
     get_project(session, principal=principal, project_id=project_id)
     return list(
-        session.scalars(
-            select(Service).where(Service.project_id == project_id).order_by(Service.name)
-        )
+        session.scalars(select(Service).where(Service.project_id == project_id).order_by(Service.name))
     )

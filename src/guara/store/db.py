@@ -85,6 +85,14 @@ class Database:
         self.engine.dispose()
 
 
+def flush_unique(session: Session) -> None:
+    """Flush now, so a unique-constraint violation surfaces here as UniqueViolation."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise UniqueViolation(str(exc.orig).splitlines()[0] if exc.orig else "constraint") from None
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

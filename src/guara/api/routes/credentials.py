@@ -54,7 +54,7 @@ def delete_credentials(service_id: uuid.UUID, user: CurrentUser, session: Sessio
 
 @router.post("/registry/test")
 async def test_connection(body: RegistryTest, user: CurrentUser, platform: PlatformDep) -> PreflightPublic:
-    result = await credentials.test_connection(
+    result = await credentials.run_test_connection(
         platform,
         user,
         image=body.image,

@@ -22,8 +22,12 @@ def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) 
 @router.get("")
 def list_projects(user: CurrentUser, session: SessionDep) -> list[ProjectPublic]:
     return [
-        ProjectPublic(id=p.id, name=p.name, role=projects.role_in(session, principal=user, project_id=p.id),
-                      created_at=p.created_at)
+        ProjectPublic(
+            id=p.id,
+            name=p.name,
+            role=projects.role_in(session, principal=user, project_id=p.id),
+            created_at=p.created_at,
+        )
         for p in projects.list_projects(session, principal=user)
     ]
 

@@ -49,7 +49,9 @@ async def create_service(
         project_id=project_id,
         name=body.name,
         image=body.image,
-        credentials=credentials.CredentialsInput(given.registry, given.username, given.password) if given else None,
+        credentials=credentials.CredentialsInput(given.registry, given.username, given.password)
+        if given
+        else None,
         skip_verification=body.skip_verification,
     )
     with platform.db.session() as session:
@@ -59,7 +61,8 @@ async def create_service(
 @router.get("/projects/{project_id}/services")
 def list_services(project_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> list[ServicePublic]:
     return [
-        service_public(session, s) for s in services.list_services(session, principal=user, project_id=project_id)
+        service_public(session, s)
+        for s in services.list_services(session, principal=user, project_id=project_id)
     ]
 
 

@@ -1,0 +1,85 @@
+"""Two guara processes sharing one Redis limit: the sixth Test Connection in a minute is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    port = _free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "guara.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_two_processes_share_the_redis_limit(
+    settings_env: dict[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")},
+        **settings_env,
+        "GUARA_REDIS_URL": redis_url,
+    }
+    cli = [sys.executable, "-m", "guara.cli"]
+    email = f"ops-{tmp_path.name}@example.com"
+    subprocess.run(
+        [*cli, "user", "create", "--email", email, "--password-stdin"],
+        input="a long password\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = subprocess.run(
+        [*cli, "token", "create", "--email", email], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    # A closed loopback port fails fast (invalid_url): the limit counts attempts, not successes.
+    body = {"image": "127.0.0.1:1/acme/api:v1"}
+    with serve(env, tmp_path / "a.log") as a, serve(env, tmp_path / "b.log") as b:
+        codes = [
+            httpx.post(f"{url}/api/v1/registry/test", json=body, headers=headers, timeout=20).status_code
+            for url in (a, b, a, b, a)
+        ]
+        assert codes == [200] * 5
+        refused = httpx.post(f"{b}/api/v1/registry/test", json=body, headers=headers, timeout=20)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert "Retry-After" in refused.headers

@@ -1,0 +1,132 @@
+"""A canary password goes through the whole product; then every byte guara wrote is searched for it.
+
+The server runs as a real process at debug log level. Afterwards the test greps the raw bytes of every
+file in the data dir (database, WAL, key file, logs), the server's output, every response body and the
+audit entries (and, on PostgreSQL, a pg_dump) for the canary, its base64, its hex and the base64 of
+``user:canary`` (what a Basic header carries).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.test_shared_limit import serve
+from tests.lab import AccessRule, Lab
+
+pytestmark = pytest.mark.lab
+
+
+def _forms(user: str, canary: str) -> list[bytes]:
+    raw = canary.encode()
+    return [
+        raw,
+        base64.b64encode(raw),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+        raw.hex().encode(),
+        base64.b64encode(f"{user}:{canary}".encode()),
+        canary.encode("unicode_escape"),
+    ]
+
+
+def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_path: Path) -> None:
+    canary = f"canary-{uuid.uuid4().hex}-ñ"
+    user = f"canary-{uuid.uuid4().hex[:8]}"
+    lab.issuer.users[user] = canary
+    lab.issuer.rules.append(AccessRule(user, "acme/*", frozenset({"pull"})))
+    data_dir = Path(settings_env["GUARA_DATA_DIR"])
+    log_path = data_dir / "server.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")},
+        **settings_env,
+        "GUARA_EXTRA_CA_FILE": str(lab.ca_file),
+    }
+    cli = [sys.executable, "-m", "guara.cli"]
+    subprocess.run(
+        [*cli, "user", "create", "--email", "canary@example.com", "--password-stdin"],
+        input="a long password\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = subprocess.run(
+        [*cli, "token", "create", "--email", "canary@example.com"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    image = lab.token.ref("acme/api:v1")
+    bodies: list[bytes] = []
+    outputs: list[str] = []
+
+    with serve({**env, "GUARA_LOG_LEVEL": "debug"}, log_path) as url:
+        api = httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=30)
+
+        def call(method: str, path: str, expect: int, **kwargs: object) -> httpx.Response:
+            response = api.request(method, path, **kwargs)  # type: ignore[arg-type]
+            bodies.append(response.content)
+            assert response.status_code == expect, response.text
+            return response
+
+        project = call("POST", "/projects", 201, json={"name": "canary"}).json()["id"]
+        creds = {"registry": lab.token.host, "username": user, "password": canary}
+        service = call(
+            "POST",
+            f"/projects/{project}/services",
+            201,
+            json={"name": "api", "image": image, "registry_credentials": creds},
+        ).json()["id"]
+        assert call("POST", "/registry/test", 200, json={"image": image, **creds}).json()["ok"] is True
+        failed = call("POST", "/registry/test", 200, json={"image": image, **creds, "username": "bob"})
+        assert failed.json()["code"] == "auth_failed"
+        call("PUT", f"/services/{service}/registry-credentials", 422, json={**creds, "username": "bob"})
+        call(
+            "PUT", f"/services/{service}/registry-credentials", 200, json={**creds, "skip_verification": True}
+        )
+        call(
+            "PUT",
+            f"/services/{service}/registry-credentials",
+            422,
+            json={**creds, "registry": lab.basic.host, "skip_verification": True},
+        )
+        call("GET", f"/services/{service}", 200)
+        call("GET", f"/projects/{project}/audit-logs", 200)
+        rotated = subprocess.run(
+            [*cli, "keys", "rotate"], env=env, capture_output=True, text=True, check=True
+        )
+        outputs += [rotated.stdout, rotated.stderr]
+        assert "re-sealed 1 secrets" in rotated.stdout
+        call(
+            "POST",
+            "/registry/test",
+            200,
+            json={"image": image, "registry": lab.token.host, "service_id": service},
+        )
+
+    haystacks: dict[str, bytes] = {f"response {i}": body for i, body in enumerate(bodies)}
+    haystacks.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            haystacks[str(path)] = path.read_bytes()
+    database_url = settings_env["GUARA_DATABASE_URL"]
+    if database_url.startswith("postgresql") and shutil.which("pg_dump"):
+        dump_url = database_url.replace("postgresql+psycopg://", "postgresql://")
+        haystacks["pg_dump"] = subprocess.run(["pg_dump", dump_url], capture_output=True, check=True).stdout
+    assert log_path.read_bytes(), "the server wrote no log at all"
+    assert any(b"DEBUG" in v for k, v in haystacks.items() if k.endswith("server.log")), "not at debug level"
+    leaks = [
+        (name, form) for name, data in haystacks.items() for form in _forms(user, canary) if form in data
+    ]
+    assert leaks == []
