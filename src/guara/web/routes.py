@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from guara.api.deps import SESSION_COOKIE, PlatformDep
 from guara.core import accounts, credentials, projects, services
 from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated
+from guara.web import audit_pages, endpoints, service_pages
 from guara.web.auth import (
     FormUser,
     LoginRequired,
@@ -133,29 +134,12 @@ def project_page(request: Request, platform: PlatformDep, user: WebUser, project
     return render(request, "project.html", project=project, services=items, with_credentials=with_credentials)
 
 
-def _service_context(platform: PlatformDep, user: WebUser, service_id: uuid.UUID) -> dict[str, object]:
-    with platform.db.session() as session:
-        service = services.get_service(session, principal=user, service_id=service_id)
-        project = projects.get_project(session, principal=user, project_id=service.project_id)
-        stored = credentials.get_view(session, service_id=service.id)
-    return {"service": service, "project": project, "credentials": stored}
-
-
-@router.get("/services/{service_id}")
-def service_page(request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID) -> Response:
-    return render(request, "service_overview.html", tab="overview", **_service_context(platform, user, service_id))
-
-
-@router.get("/services/{service_id}/settings")
-def service_settings(
-    request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID
-) -> Response:
-    return render(request, "service_settings.html", tab="settings", **_service_context(platform, user, service_id))
-
-
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.include_router(router)
+    app.include_router(service_pages.router)
+    app.include_router(audit_pages.router)
+    app.include_router(endpoints.router)
 
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, _exc: LoginRequired) -> Response:

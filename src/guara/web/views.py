@@ -18,8 +18,15 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
-HEADINGS = {401: "Please sign in", 404: "Not found", 409: "Conflict", 413: "Too large", 422: "Check your input",
-            429: "Slow down", 503: "Unavailable"}
+HEADINGS = {
+    401: "Please sign in",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    422: "Check your input",
+    429: "Slow down",
+    503: "Unavailable",
+}
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:

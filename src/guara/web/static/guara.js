@@ -1,1 +1,374 @@
 "use strict";
+/*
+ * guara dashboard: progressive enhancement only. Every page works as plain form posts; this file adds
+ * the image check as you type, Test Connection without a reload, the Save gate, and the remove dialog.
+ * The server stays the source of truth: a verified save runs the preflight again.
+ */
+(() => {
+  document.documentElement.classList.add("js");
+
+  const csrfToken = () => {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") || "" : "";
+  };
+
+  async function postJSON(url, body, signal) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-CSRF-Token": csrfToken(),
+      },
+      body: JSON.stringify(body),
+      signal,
+    });
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_err) {
+      data = null;
+    }
+    return { status: response.status, data };
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function setText(node, text) {
+    if (node && node.textContent !== text) node.textContent = text;
+  }
+
+  // The same structure as the result_box macro in templates/_macros.html.
+  function resultBox(r) {
+    const kind = r.ok ? "ok" : r.soft ? "soft" : "bad";
+    const box = el("div", { class: `outcome ${kind}`, "data-code": r.code || "ok" });
+    const title = el("p", { class: "outcome-title" }, el("strong", {}, r.title || ""));
+    if (r.elapsed_ms !== null && r.elapsed_ms !== undefined) {
+      title.append(" ", el("span", { class: "muted" }, `· ${r.elapsed_ms} ms`));
+    }
+    box.append(title);
+    if (r.hint) box.append(el("p", {}, r.hint));
+    if (r.message) {
+      const line = el("p", { class: "muted" }, `Registry check: ${r.message}`);
+      if (r.code && !r.soft) line.append(" (", el("code", {}, r.code), ")");
+      box.append(line);
+    }
+    return box;
+  }
+
+  function notice(kind, title, hint) {
+    return resultBox({ ok: kind === "ok", soft: kind === "soft", code: kind === "bad" ? "error" : null,
+      title, hint, message: "", elapsed_ms: null });
+  }
+
+  const FIELD_INPUT = { registry: "cred-registry", username: "cred-username", password: "cred-password",
+    image: "image", name: "service-name" };
+
+  function showFieldError(form, field, message) {
+    const id = FIELD_INPUT[field];
+    if (!id) return false;
+    const input = form.querySelector(`#${id}`);
+    const slot = form.querySelector(`[data-error-for="${id}"]`);
+    if (!input || !slot) return false;
+    slot.textContent = message;
+    input.setAttribute("aria-invalid", "true");
+    return true;
+  }
+
+  function clearFieldError(form, input) {
+    const slot = form.querySelector(`[data-error-for="${input.id}"]`);
+    if (slot) slot.textContent = "";
+    input.removeAttribute("aria-invalid");
+  }
+
+  /*
+   * One credentials form (the wizard, or Settings → Private Registry) and its Save gate:
+   * Save is enabled only after a test passed for exactly the values now in the form; changing any
+   * value disables it again; "Save without verifying" enables it after a failed test.
+   */
+  class CredentialsForm {
+    constructor(form) {
+      this.form = form;
+      this.wizard = form.hasAttribute("data-wizard");
+      this.fields = form.querySelector("[data-creds-fields]");
+      this.registry = form.querySelector('[data-field="registry"]');
+      this.username = form.querySelector('[data-field="username"]');
+      this.password = form.querySelector('[data-field="password"]');
+      this.imageInput = form.querySelector("[data-image-input]");
+      this.testButton = form.querySelector("[data-test]");
+      this.save = form.querySelector("[data-save]");
+      this.skip = form.querySelector("[data-skip]");
+      this.result = form.querySelector("[data-result]");
+      this.gate = form.querySelector("[data-gate]");
+      this.serviceId = form.dataset.serviceId || null;
+      this.lastTest = null; // { key, ok } of the newest finished test
+      this.submitting = false;
+      this.registryTouched = false;
+
+      form.addEventListener("input", (event) => this.onInput(event));
+      form.addEventListener("change", () => this.update());
+      form.addEventListener("submit", (event) => this.onSubmit(event));
+      form.addEventListener("keydown", (event) => this.onKeydown(event));
+      this.update();
+    }
+
+    key() {
+      return JSON.stringify([
+        this.imageInput ? this.imageInput.value.trim() : "",
+        this.registry.value.trim(),
+        this.username.value,
+        this.password.value,
+      ]);
+    }
+
+    sectionActive() {
+      return !this.fields.disabled;
+    }
+
+    credentialsInUse() {
+      if (!this.wizard) return true; // Settings: the editor is the credentials
+      return this.sectionActive() && (this.username.value !== "" || this.password.value !== "");
+    }
+
+    onInput(event) {
+      const target = event.target;
+      if (target instanceof HTMLInputElement) clearFieldError(this.form, target);
+      if (target === this.registry) this.registryTouched = true;
+      this.update();
+    }
+
+    onKeydown(event) {
+      if (event.key !== "Enter" || !(event.target instanceof HTMLInputElement)) return;
+      if (event.target.type === "checkbox" || event.target.type === "radio") return;
+      // Enter saves only when Save is enabled; otherwise it would bypass the gate or run a test.
+      event.preventDefault();
+      if (!this.save.disabled) this.form.requestSubmit(this.save);
+    }
+
+    onSubmit(event) {
+      const submitter = event.submitter;
+      if (submitter && submitter.hasAttribute("data-test")) {
+        event.preventDefault();
+        this.runTest();
+        return;
+      }
+      if (this.save.disabled || this.submitting) {
+        event.preventDefault();
+        return;
+      }
+      this.submitting = true;
+      this.save.setAttribute("aria-busy", "true");
+    }
+
+    update() {
+      const inUse = this.credentialsInUse();
+      const key = this.key();
+      const tested = this.lastTest && this.lastTest.key === key ? this.lastTest : null;
+      const canOverride = inUse && tested !== null && !tested.ok;
+      this.skip.disabled = !canOverride;
+      if (!canOverride) this.skip.checked = false;
+      let enabled;
+      let text;
+      if (!inUse) {
+        enabled = true;
+        text = this.wizard && this.sectionActive()
+          ? "No credentials entered: the service will pull its image anonymously."
+          : "";
+      } else if (tested && tested.ok) {
+        enabled = true;
+        text = "Test Connection passed for these values: you can save.";
+      } else if (tested) {
+        enabled = this.skip.checked;
+        text = this.skip.checked
+          ? "Saving without verifying: the audit log records the save as overridden."
+          : "The test failed. Fix the values and test again, or tick Save without verifying.";
+      } else {
+        enabled = false;
+        text = this.lastTest
+          ? "The values changed since the last test: run Test Connection again to enable Save."
+          : "Run Test Connection: Save is enabled once the test passes.";
+      }
+      this.save.disabled = !enabled;
+      setText(this.gate, text);
+    }
+
+    showResult(node) {
+      this.result.replaceChildren(node);
+    }
+
+    async runTest() {
+      if (this.testButton.disabled) return;
+      const key = this.key();
+      const body = {
+        registry: this.registry.value.trim() || null,
+        username: this.username.value || null,
+        password: this.password.value || null,
+      };
+      if (this.imageInput) body.image = this.imageInput.value.trim();
+      if (this.serviceId) body.service_id = this.serviceId;
+      this.testButton.disabled = true;
+      this.testButton.setAttribute("aria-busy", "true");
+      this.showResult(el("p", { class: "pending" }, "Testing the connection… (at most 8 seconds)"));
+      let retryAfter = 0;
+      try {
+        const { status, data } = await postJSON("/-/test-connection", body);
+        if (data && typeof data.title === "string") {
+          this.showResult(resultBox(data));
+          if (data.soft) retryAfter = data.retry_after || 0;
+          else this.lastTest = { key, ok: Boolean(data.ok) };
+        } else if (data && data.field && showFieldError(this.form, data.field, data.message)) {
+          this.showResult(notice("bad", "Check the highlighted field", data.message));
+        } else {
+          const message = (data && data.message) || `The dashboard answered with status ${status}.`;
+          this.showResult(notice("bad", "The test could not run", message));
+        }
+      } catch (_err) {
+        this.showResult(notice("bad", "The test could not run",
+          "The dashboard could not be reached. Check your connection and try again."));
+      } finally {
+        this.testButton.removeAttribute("aria-busy");
+        if (retryAfter > 0) {
+          // Keep the soft notice readable; the button comes back when the window has room again.
+          window.setTimeout(() => { this.testButton.disabled = false; }, retryAfter * 1000);
+        } else {
+          this.testButton.disabled = false;
+        }
+        this.update();
+      }
+    }
+
+    // Called by the wizard's image watcher.
+    setSectionActive(active) {
+      this.fields.disabled = !active;
+      this.update();
+    }
+
+    prefillRegistry(registry) {
+      if (!this.registryTouched && registry) this.registry.value = registry;
+    }
+  }
+
+  /* Wizard: validate the image reference as it is typed, then ask (anonymously) whether it is private. */
+  class ImageWatcher {
+    constructor(form, creds) {
+      this.form = form;
+      this.creds = creds;
+      this.input = form.querySelector("[data-image-input]");
+      this.error = form.querySelector('[data-error-for="image"]');
+      this.access = form.querySelector("#image-access");
+      this.section = form.querySelector("[data-creds-section]");
+      this.timer = 0;
+      this.sequence = 0;
+      this.controller = null;
+      this.input.addEventListener("input", () => this.schedule(400));
+      if (this.input.value.trim()) this.schedule(0);
+      else this.show(false);
+    }
+
+    schedule(delay) {
+      window.clearTimeout(this.timer);
+      if (this.controller) this.controller.abort();
+      this.sequence += 1;
+      this.timer = window.setTimeout(() => this.check(this.sequence), delay);
+    }
+
+    show(visible) {
+      const keep = visible || this.creds.credentialsInUse();
+      this.section.hidden = !keep;
+      this.creds.setSectionActive(keep);
+    }
+
+    async check(sequence) {
+      const image = this.input.value.trim();
+      if (!image) {
+        setText(this.error, "");
+        setText(this.access, "");
+        this.input.removeAttribute("aria-invalid");
+        this.show(false);
+        return;
+      }
+      this.controller = new AbortController();
+      const signal = this.controller.signal;
+      try {
+        const first = await postJSON("/-/image-check", { image, probe: false }, signal);
+        if (sequence !== this.sequence) return;
+        const checked = first.data;
+        if (!checked || checked.valid !== true) {
+          setText(this.error, (checked && checked.message) || "");
+          this.input.setAttribute("aria-invalid", "true");
+          setText(this.access, "");
+          this.show(false);
+          return;
+        }
+        setText(this.error, "");
+        this.input.removeAttribute("aria-invalid");
+        this.creds.prefillRegistry(checked.registry);
+        this.section.dataset.imageRegistry = checked.registry;
+        setText(this.access, "Checking whether this image needs credentials…");
+        const second = await postJSON("/-/image-check", { image, probe: true }, signal);
+        if (sequence !== this.sequence) return;
+        const probed = second.data || {};
+        this.access.dataset.access = probed.access || "unknown";
+        setText(this.access, probed.access_message || "");
+        this.show(probed.access !== "public");
+      } catch (err) {
+        if (err && err.name === "AbortError") return;
+        setText(this.access, "Could not check the image right now; add credentials if it is private.");
+        this.show(true);
+      }
+    }
+  }
+
+  /* Settings → Private Registry: reveal the editor, cancel it, confirm removal in a dialog. */
+  function enhanceSettings(section) {
+    const editor = section.querySelector("[data-editor]");
+    const triggers = section.querySelectorAll("[data-current-actions], [data-add-row], [data-empty-note]");
+    const reveal = (event) => {
+      if (event) event.preventDefault();
+      editor.hidden = false;
+      triggers.forEach((node) => { node.hidden = true; });
+      const first = editor.querySelector('[data-field="registry"]');
+      if (first) first.focus();
+    };
+    section.querySelectorAll("[data-reveal]").forEach((link) => link.addEventListener("click", reveal));
+    const current = section.querySelector("[data-current] dl");
+    if (current) current.addEventListener("click", () => { if (editor.hidden) reveal(null); });
+    const cancel = section.querySelector("[data-cancel]");
+    if (cancel) {
+      cancel.addEventListener("click", (event) => {
+        event.preventDefault();
+        editor.hidden = true;
+        triggers.forEach((node) => { node.hidden = false; });
+        const back = section.querySelector("[data-reveal]");
+        if (back) back.focus();
+      });
+    }
+    const dialog = section.querySelector("[data-remove-dialog]");
+    const remove = section.querySelector("[data-remove]");
+    if (dialog && remove && typeof dialog.showModal === "function") {
+      remove.addEventListener("click", (event) => {
+        event.preventDefault();
+        dialog.showModal();
+      });
+      dialog.querySelector("[data-close]").addEventListener("click", () => dialog.close());
+      dialog.addEventListener("close", () => remove.focus());
+    }
+  }
+
+  function start() {
+    document.querySelectorAll("form[data-creds-form]").forEach((form) => {
+      const creds = new CredentialsForm(form);
+      if (form.hasAttribute("data-wizard")) new ImageWatcher(form, creds);
+    });
+    document.querySelectorAll("[data-private-registry]").forEach(enhanceSettings);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

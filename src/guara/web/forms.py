@@ -1,0 +1,97 @@
+"""Form values of the dashboard's credentials flow, and the small rules shared by its pages.
+
+A password is never echoed back into a page: after a server round trip the password field is empty
+and the page says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Form
+from pydantic import SecretStr
+
+from guara.core.credentials import CredentialsInput
+from guara.core.errors import Conflict, GuaraError, InvalidInput
+
+# Generous for a GCR JSON key (several KB); the same bound as the JSON API's.
+MAX_SECRET = 16 * 1024
+
+FormText = Annotated[str, Form(max_length=2000)]
+FormSecret = Annotated[SecretStr, Form(max_length=MAX_SECRET)]
+NO_SECRET = SecretStr("")
+
+# Where an error about a field is shown on the page.
+_FIELD_OF = {"registry_credentials": "username", "cursor": "", "limit": ""}
+
+
+@dataclass
+class CredentialsFormValues:
+    """What the credentials fields show after a round trip (never the password)."""
+
+    registry: str = ""
+    username: str = ""
+    skip_verification: bool = False
+    password_was_sent: bool = False
+
+
+@dataclass
+class WizardValues:
+    name: str = ""
+    image: str = ""
+    build_method: str = "docker_image"
+    credentials: CredentialsFormValues = field(default_factory=CredentialsFormValues)
+
+
+@dataclass
+class PageErrors:
+    """Errors of one form: per field, plus one message for the whole form."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    form: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.form)
+
+    @classmethod
+    def from_error(cls, exc: GuaraError) -> PageErrors:
+        if isinstance(exc, InvalidInput) and exc.field:
+            name = _FIELD_OF.get(exc.field, exc.field)
+            if name:
+                return cls(fields={name: exc.message})
+        if isinstance(exc, Conflict) and exc.code == "name_taken":
+            return cls(fields={"name": exc.message})
+        return cls(form=exc.message)
+
+
+def optional_text(value: str) -> str | None:
+    return value if value.strip() else None
+
+
+def optional_secret(value: SecretStr | None) -> SecretStr | None:
+    return value if value is not None and value.get_secret_value() else None
+
+
+def is_checked(value: str) -> bool:
+    return value.lower() in ("on", "true", "1", "yes")
+
+
+def new_credentials(
+    *, registry: str, default_registry: str, username: str, password: SecretStr | None
+) -> CredentialsInput | None:
+    """Credentials typed in the create wizard; None when neither a username nor a password was given.
+
+    The Registry URL falls back to the image's registry (JavaScript prefills it; without JavaScript
+    the field may still be empty).
+    """
+    user = optional_text(username)
+    secret = optional_secret(password)
+    if user is None and secret is None:
+        return None
+    if user is None or secret is None:
+        raise InvalidInput(
+            "enter both a username and a password, or leave both empty to pull anonymously",
+            field="username" if user is None else "password",
+        )
+    return CredentialsInput(registry.strip() or default_registry, user, secret)

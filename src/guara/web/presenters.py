@@ -1,0 +1,214 @@
+"""Finished view data for the dashboard: friendly preflight results, credentials, audit entries.
+
+Templates and the dashboard's JSON endpoints both use these, so a result reads the same whether the
+page was rendered by the server (no JavaScript) or updated by ``guara.js``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from guara.core.credentials import CredentialsView
+from guara.store.models import AuditLog
+
+MASKED_PASSWORD = "••••••••"  # noqa: S105  (what the page shows instead of a stored password)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What happened, in the user's words, and what to try next."""
+
+    title: str
+    hint: str
+
+
+def preflight_advice(code: str | None, *, timeout_s: float = 8.0) -> Advice:
+    """Friendly text for one of the six preflight codes (or success when ``code`` is None)."""
+    seconds = f"{timeout_s:g}"
+    table = {
+        None: Advice(
+            "Connection works",
+            "The registry accepted these credentials and the image exists. You can save them now.",
+        ),
+        "invalid_url": Advice(
+            "The registry address is malformed or cannot be reached",
+            "Check the Registry URL (a host such as ghcr.io or registry.example.com:5000, or an https:// "
+            "URL) and the image reference, and that the registry is up.",
+        ),
+        "auth_failed": Advice(
+            "The registry rejected these credentials",
+            "Check the username and the password or token. Tokens need pull (read) access; for GCR the "
+            "username is oauth2accesstoken or _json_key_base64.",
+        ),
+        "manifest_not_found": Advice(
+            "The image was not found in this registry",
+            "Check the repository name and tag. Some registries also answer this way when these "
+            "credentials cannot read the repository: check the account's access.",
+        ),
+        "timeout": Advice(
+            f"The registry did not answer within {seconds} seconds",
+            "Try again in a moment. If the registry is down for maintenance and you are sure of the "
+            "credentials, tick Save without verifying.",
+        ),
+        "ssrf_blocked": Advice(
+            "This registry address is on a blocked network",
+            "The host resolves to a private, loopback or reserved address, which guara never connects "
+            "to. Use the registry's public hostname.",
+        ),
+        "network_error": Advice(
+            "A network error stopped the test",
+            "DNS, TLS or the connection failed. Check that the hostname resolves and that the registry "
+            "has a valid TLS certificate, then try again.",
+        ),
+    }
+    return table.get(code) or Advice(
+        "The test failed", "Check the registry, the username and the password, then try again."
+    )
+
+
+@dataclass(frozen=True)
+class TestResultView:
+    """One Test Connection outcome as the page shows it (and as the JSON endpoint returns it)."""
+
+    ok: bool
+    code: str | None
+    title: str
+    hint: str
+    message: str
+    elapsed_ms: int | None
+    digest: str | None = None
+    soft: bool = False  # a rate-limit notice, not a failure of the credentials
+    retry_after: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def test_result(
+    *, ok: bool, code: str | None, message: str, elapsed_ms: int | None, digest: str | None, timeout_s: float
+) -> TestResultView:
+    advice = preflight_advice(None if ok else code, timeout_s=timeout_s)
+    return TestResultView(ok, code, advice.title, advice.hint, message, elapsed_ms, digest)
+
+
+def rate_limited_result(*, limit: int, retry_after: int) -> TestResultView:
+    return TestResultView(
+        ok=False,
+        code="rate_limited",
+        title=f"You've run {limit} tests in the last minute — try again in {retry_after} seconds",
+        hint="Test Connection is limited to protect the registries you test against. "
+        "Your form is kept as it is.",
+        message="",
+        elapsed_ms=None,
+        soft=True,
+        retry_after=retry_after,
+    )
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialsDisplay:
+    registry: str
+    username_masked: str
+    password_masked: str
+    verified: bool
+    status: str  # "verified 3 minutes ago" or "saved without verifying"
+    when_iso: str | None
+
+
+def credentials_display(view: CredentialsView, *, now: datetime | None = None) -> CredentialsDisplay:
+    verified = view.verification == "passed" and view.verified_at is not None
+    when = view.verified_at if verified else view.updated_at
+    status = f"verified {ago(when, now=now)}" if verified else "saved without verifying"
+    return CredentialsDisplay(
+        registry=view.registry,
+        username_masked=view.username_masked,
+        password_masked=MASKED_PASSWORD if view.has_password else "(none)",
+        verified=verified,
+        status=status,
+        when_iso=when.isoformat() if when else None,
+    )
+
+
+def ago(moment: datetime | None, *, now: datetime | None = None) -> str:
+    """'just now', '5 minutes ago', '3 hours ago', else a UTC date."""
+    if moment is None:
+        return "never"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    if seconds < 86400:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''} ago"
+    return moment.astimezone(UTC).strftime("on %d %b %Y at %H:%M UTC")
+
+
+def utc_text(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- audit log -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    when: str
+    when_iso: str
+    actor: str
+    service: str
+    service_id: str
+    summary: str
+    outcome: str  # passed | overridden | removed | "" (not a credentials change)
+
+
+_FIELD_NAMES = {"registry": "registry", "username": "username", "password": "password"}
+
+
+def audit_row(entry: AuditLog) -> AuditRow:
+    details: dict[str, Any] = entry.details or {}
+    credentials = details.get("credentials")
+    registry = str(details.get("registry", ""))
+    preflight = str(details.get("preflight", ""))
+    if credentials == "removed":
+        summary = f"Removed registry credentials for {registry}; the service now pulls anonymously"
+        outcome = "removed"
+    elif credentials in ("added", "updated"):
+        verb = (
+            "Created the service with"
+            if entry.action == "service.create"
+            else ("Added" if credentials == "added" else "Updated")
+        )
+        changed = [_FIELD_NAMES.get(str(f), str(f)) for f in details.get("changed", [])]
+        what = f" ({', '.join(changed)} changed)" if credentials == "updated" and changed else ""
+        how = "Test Connection passed" if preflight == "passed" else "saved without verifying"
+        summary = f"{verb} registry credentials for {registry}{what}: {how}"
+        outcome = "passed" if preflight == "passed" else "overridden"
+    elif entry.action == "service.create":
+        summary = f"Created the service from {details.get('image', 'an image')} (anonymous pulls)"
+        outcome = ""
+    else:
+        summary = entry.action.replace(".", " ").capitalize()
+        outcome = ""
+    created = entry.created_at if entry.created_at.tzinfo else entry.created_at.replace(tzinfo=UTC)
+    return AuditRow(
+        id=entry.id,
+        when=utc_text(created),
+        when_iso=created.isoformat(),
+        actor=entry.actor_email,
+        service=entry.target_name,
+        service_id=entry.target_id if entry.target_type == "service" else "",
+        summary=summary,
+        outcome=outcome,
+    )

@@ -1,0 +1,394 @@
+"""Service pages: the create wizard, Overview, Settings → Private Registry, and removing credentials.
+
+Every page works as plain form posts; ``guara.js`` adds as-you-type checks, Test Connection without a
+reload and the Save gate. Either way the server-side save is the source of truth: a verified save runs
+the preflight again in ``guara.core.credentials``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import SecretStr
+from sqlalchemy.orm import Session
+
+from guara.api.deps import PlatformDep
+from guara.core import credentials, projects, services, validation
+from guara.core.accounts import Principal
+from guara.core.credentials import AccessProbe, CredentialsInput
+from guara.core.errors import GuaraError, InvalidInput, NotFound, PreflightFailed, RateLimited
+from guara.core.platform import Platform
+from guara.store.models import Project, Service
+from guara.web.auth import FormUser, WebUser
+from guara.web.forms import (
+    NO_SECRET,
+    CredentialsFormValues,
+    FormSecret,
+    FormText,
+    PageErrors,
+    WizardValues,
+    is_checked,
+    new_credentials,
+    optional_secret,
+    optional_text,
+)
+from guara.web.presenters import (
+    TestResultView,
+    credentials_display,
+    rate_limited_result,
+    test_result,
+)
+from guara.web.views import render
+
+router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
+
+BUILD_METHODS = (
+    ("docker_image", "Docker Image", "Deploy a pre-built image from any OCI (V2) registry.", True),
+    ("git", "Git repository", "Build from source on every push. Not available yet.", False),
+    ("dockerfile", "Dockerfile", "Build a Dockerfile from a repository. Not available yet.", False),
+)
+SAVED_NOTES = {
+    "passed": "Credentials saved. Test Connection passed with these values.",
+    "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
+    "removed": "Credentials removed. The service now pulls its image anonymously; if the image is "
+    "private, its next deploy will fail until credentials are added back.",
+}
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+async def _read(platform: Platform, work: Callable[[Session], T]) -> T:
+    def unit() -> T:
+        with platform.db.session() as session:
+            return work(session)
+
+    return await anyio.to_thread.run_sync(unit)
+
+
+def _timeout_s(platform: Platform) -> float:
+    return platform.settings.preflight_timeout_s
+
+
+def _failed_save_result(platform: Platform, exc: PreflightFailed) -> TestResultView:
+    return test_result(
+        ok=False,
+        code=exc.code,
+        message=exc.message,
+        elapsed_ms=exc.elapsed_ms,
+        digest=None,
+        timeout_s=_timeout_s(platform),
+    )
+
+
+def _rate_limited(platform: Platform, exc: RateLimited) -> TestResultView:
+    return rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
+
+
+def _status_for(exc: GuaraError) -> int:
+    if isinstance(exc, RateLimited):
+        return 429
+    if exc.code in ("name_taken", "conflict"):
+        return 409
+    return 422
+
+
+# --- create wizard -----------------------------------------------------------------------------------
+
+
+def _wizard(
+    request: Request,
+    *,
+    project: Project,
+    values: WizardValues,
+    status_code: int = 200,
+    access: AccessProbe | None = None,
+    result: TestResultView | None = None,
+    errors: PageErrors | None = None,
+    image_registry: str = "",
+) -> Response:
+    creds = values.credentials
+    return render(
+        request,
+        "service_new.html",
+        status_code=status_code,
+        project=project,
+        values=values,
+        build_methods=BUILD_METHODS,
+        access=access,
+        result=result,
+        errors=errors or PageErrors(),
+        image_registry=image_registry,
+        # Open the collapsed section when the server has something to say about it.
+        credentials_open=bool(
+            result
+            or creds.username
+            or creds.password_was_sent
+            or (errors and any(f in errors.fields for f in ("registry", "username", "password")))
+        ),
+    )
+
+
+@router.get("/projects/{project_id}/services/new")
+async def wizard_page(
+    request: Request, platform: PlatformDep, user: WebUser, project_id: uuid.UUID
+) -> Response:
+    project = await _read(platform, lambda s: projects.get_project(s, principal=user, project_id=project_id))
+    return _wizard(request, project=project, values=WizardValues())
+
+
+@router.post("/projects/{project_id}/services/new")
+async def wizard_submit(
+    request: Request,
+    platform: PlatformDep,
+    user: FormUser,
+    project_id: uuid.UUID,
+    name: FormText = "",
+    build_method: FormText = "docker_image",
+    image: FormText = "",
+    registry: FormText = "",
+    username: FormText = "",
+    password: FormSecret = NO_SECRET,
+    skip_verification: FormText = "",
+    action: FormText = "save",
+) -> Response:
+    project = await _read(platform, lambda s: projects.get_project(s, principal=user, project_id=project_id))
+    values = WizardValues(
+        name=name.strip(),
+        image=image.strip(),
+        build_method=build_method,
+        credentials=CredentialsFormValues(
+            registry=registry.strip(),
+            username=username,
+            skip_verification=is_checked(skip_verification),
+            password_was_sent=optional_secret(password) is not None,
+        ),
+    )
+    page: dict[str, Any] = {"project": project, "values": values}
+    try:
+        if build_method != "docker_image":
+            raise InvalidInput(
+                "only Docker Image is available as a build method for now", field="build_method"
+            )
+        reference = validation.image_reference(values.image)
+        page["image_registry"] = reference.registry
+        if not values.credentials.registry:
+            values.credentials.registry = reference.registry
+        if action == "check":
+            return _wizard(request, access=await _probe(platform, user, values.image), **page)
+        if action == "test":
+            result = await _test_connection(
+                platform,
+                user,
+                image=values.image,
+                registry=values.credentials.registry,
+                username=optional_text(username),
+                password=optional_secret(password),
+                service_id=None,
+            )
+            return _wizard(request, result=result, status_code=200 if result.ok else 422, **page)
+        service = await credentials.create_service(
+            platform,
+            user,
+            project_id=project.id,
+            name=values.name,
+            image=values.image,
+            credentials=new_credentials(
+                registry=values.credentials.registry,
+                default_registry=reference.registry,
+                username=username,
+                password=password,
+            ),
+            skip_verification=values.credentials.skip_verification,
+        )
+    except NotFound:
+        raise
+    except PreflightFailed as exc:
+        return _wizard(request, status_code=422, result=_failed_save_result(platform, exc), **page)
+    except RateLimited as exc:
+        return _wizard(request, status_code=429, result=_rate_limited(platform, exc), **page)
+    except GuaraError as exc:
+        return _wizard(request, status_code=_status_for(exc), errors=PageErrors.from_error(exc), **page)
+    return _see_other(f"/services/{service.id}?created=1")
+
+
+async def _probe(platform: Platform, user: Principal, image: str) -> AccessProbe:
+    try:
+        return await credentials.probe_image_access(platform, user, image=image)
+    except RateLimited as exc:
+        return AccessProbe("unknown", exc.message)
+
+
+async def _test_connection(
+    platform: Platform,
+    user: Principal,
+    *,
+    image: str,
+    registry: str | None,
+    username: str | None,
+    password: SecretStr | None,
+    service_id: uuid.UUID | None,
+) -> TestResultView:
+    """Test Connection from a plain form post: a result, or the soft rate-limit notice."""
+    try:
+        result = await credentials.run_test_connection(
+            platform,
+            user,
+            image=image,
+            registry=registry,
+            username=username,
+            password=password,
+            service_id=service_id,
+        )
+    except RateLimited as exc:
+        return _rate_limited(platform, exc)
+    return test_result(
+        ok=result.ok,
+        code=result.code.value if result.code else None,
+        message=result.message,
+        elapsed_ms=result.elapsed_ms,
+        digest=result.digest,
+        timeout_s=_timeout_s(platform),
+    )
+
+
+# --- Overview and Settings -------------------------------------------------------------------------------
+
+
+def _service_context(session: Session, user: Principal, service_id: uuid.UUID) -> dict[str, Any]:
+    service = services.get_service(session, principal=user, service_id=service_id)
+    project = projects.get_project(session, principal=user, project_id=service.project_id)
+    stored = credentials.get_view(session, service_id=service.id)
+    return {
+        "service": service,
+        "project": project,
+        "credentials": credentials_display(stored) if stored else None,
+        "image_registry": validation.image_reference(service.image).registry,
+    }
+
+
+@router.get("/services/{service_id}")
+async def service_page(
+    request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID, created: str = ""
+) -> Response:
+    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    return render(request, "service_overview.html", tab="overview", created=bool(created), **context)
+
+
+def _settings(
+    request: Request,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    edit: bool = False,
+    values: CredentialsFormValues | None = None,
+    result: TestResultView | None = None,
+    errors: PageErrors | None = None,
+    note: str = "",
+) -> Response:
+    shown = context["credentials"]
+    service: Service = context["service"]
+    if values is None:
+        values = CredentialsFormValues(registry=shown.registry if shown else context["image_registry"])
+    return render(
+        request,
+        "service_settings.html",
+        status_code=status_code,
+        tab="settings",
+        edit=edit,
+        values=values,
+        result=result,
+        errors=errors or PageErrors(),
+        note=note,
+        form_action=f"/services/{service.id}/settings/registry-credentials",
+        **context,
+    )
+
+
+@router.get("/services/{service_id}/settings")
+async def service_settings(
+    request: Request,
+    platform: PlatformDep,
+    user: WebUser,
+    service_id: uuid.UUID,
+    edit: str = "",
+    saved: str = "",
+) -> Response:
+    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    return _settings(request, context, edit=bool(edit), note=SAVED_NOTES.get(saved, ""))
+
+
+@router.post("/services/{service_id}/settings/registry-credentials")
+async def save_credentials_form(
+    request: Request,
+    platform: PlatformDep,
+    user: FormUser,
+    service_id: uuid.UUID,
+    registry: FormText = "",
+    username: FormText = "",
+    password: FormSecret = NO_SECRET,
+    skip_verification: FormText = "",
+    action: FormText = "save",
+) -> Response:
+    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    service: Service = context["service"]
+    values = CredentialsFormValues(
+        registry=registry.strip() or context["image_registry"],
+        username=username,
+        skip_verification=is_checked(skip_verification),
+        password_was_sent=optional_secret(password) is not None,
+    )
+    page: dict[str, Any] = {"edit": True, "values": values}
+    try:
+        if action == "test":
+            result = await _test_connection(
+                platform,
+                user,
+                image=service.image,
+                registry=values.registry,
+                username=optional_text(username),
+                password=optional_secret(password),
+                service_id=service.id,
+            )
+            return _settings(request, context, result=result, status_code=200 if result.ok else 422, **page)
+        view = await credentials.save_credentials(
+            platform,
+            user,
+            service_id=service.id,
+            credentials=CredentialsInput(values.registry, optional_text(username), optional_secret(password)),
+            skip_verification=values.skip_verification,
+        )
+    except NotFound:
+        raise
+    except PreflightFailed as exc:
+        return _settings(request, context, status_code=422, result=_failed_save_result(platform, exc), **page)
+    except RateLimited as exc:
+        return _settings(request, context, status_code=429, result=_rate_limited(platform, exc), **page)
+    except GuaraError as exc:
+        errors = PageErrors.from_error(exc)
+        return _settings(request, context, status_code=_status_for(exc), errors=errors, **page)
+    return _see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
+
+
+@router.get("/services/{service_id}/settings/registry-credentials/remove")
+async def remove_confirm_page(
+    request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID
+) -> Response:
+    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    if context["credentials"] is None:
+        return _see_other(f"/services/{service_id}/settings#private-registry")
+    return render(request, "remove_credentials.html", tab="settings", **context)
+
+
+@router.post("/services/{service_id}/settings/registry-credentials/remove")
+def remove_credentials_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
+    with platform.db.session() as session:
+        credentials.remove_credentials(session, principal=user, service_id=service_id)
+    return _see_other(f"/services/{service_id}/settings?saved=removed#private-registry")

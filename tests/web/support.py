@@ -1,0 +1,70 @@
+"""Helpers for dashboard tests: a signed-in TestClient that posts forms like a browser without JS."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from guara.core import accounts, projects
+from guara.core.platform import Platform
+
+PASSWORD = "correct horse 1"  # noqa: S105  (a test account's password)
+
+
+def create_user(platform: Platform, email: str) -> None:
+    with platform.db.session() as session:
+        accounts.create_user(session, email=email, password=PASSWORD)
+
+
+def create_project(platform: Platform, email: str, name: str = "shop") -> str:
+    with platform.db.session() as session:
+        principal = accounts.authenticate(session, email=email, password=PASSWORD)
+        return str(projects.create_project(session, principal=principal, name=name).id)
+
+
+def form_csrf(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "page has no form with a csrf_token"
+    return match.group(1)
+
+
+def meta_csrf(page: str) -> str:
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    assert match, "page has no csrf meta tag"
+    return match.group(1)
+
+
+def text_of(page: str) -> str:
+    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
+    without_tags = re.sub(r"<[^>]+>", " ", page)
+    return re.sub(r"\s+", " ", html.unescape(without_tags))
+
+
+@dataclass
+class WebUser:
+    http: TestClient
+    email: str
+    csrf: str
+
+    @classmethod
+    def sign_in(cls, http: TestClient, platform: Platform, email: str) -> WebUser:
+        create_user(platform, email)
+        login = http.get("/login")
+        response = http.post(
+            "/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": form_csrf(login.text)},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        return cls(http, email, meta_csrf(http.get("/projects").text))
+
+    def post_form(self, path: str, data: dict[str, str], **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, data={"csrf_token": self.csrf, **data}, follow_redirects=False, **kwargs)
+
+    def post_json(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post(path, json=body, headers={"X-CSRF-Token": self.csrf})

@@ -1,0 +1,263 @@
+"""The credentials flow as plain form posts (no JavaScript) and the dashboard's JSON endpoints.
+
+Real registries from the lab; the browser tests (test_browser.py) drive the same pages with JS.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from guara.core.platform import Platform
+from guara.store.models import RegistryCredential
+from tests.lab import Lab
+from tests.support import make_client
+from tests.web.support import WebUser, create_project, text_of
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def owner(lab_platform: Platform) -> Iterator[WebUser]:
+    with make_client(lab_platform) as http:
+        yield WebUser.sign_in(http, lab_platform, "owner@example.com")
+
+
+def _wizard(user: WebUser, project_id: str, **data: str) -> tuple[int, str, str]:
+    response = user.post_form(f"/projects/{project_id}/services/new", data)
+    return response.status_code, response.text, response.headers.get("location", "")
+
+
+def _section_hidden(page: str) -> bool:
+    match = re.search(r'<details id="private-registry"[^>]*>', page)
+    assert match, "the wizard has no credentials section"
+    return " hidden" in match.group(0)
+
+
+def _creds(lab: Lab, password: str | None = None) -> dict[str, str]:
+    return {
+        "registry": lab.token.host,
+        "username": "alice",
+        "password": lab.token.users["alice"] if password is None else password,
+    }
+
+
+def _stored(platform: Platform, service_id: str) -> RegistryCredential | None:
+    with platform.db.session() as session:
+        row = session.scalar(
+            select(RegistryCredential).where(RegistryCredential.service_id == uuid.UUID(service_id))
+        )
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def test_wizard_every_field_has_a_label(owner: WebUser, lab_platform: Platform) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    page = owner.http.get(f"/projects/{project_id}/services/new").text
+    ids = re.findall(r'<input id="([^"]+)"', page) + re.findall(r'<input type="\w+" id="([^"]+)"', page)
+    assert {"service-name", "image", "cred-registry", "cred-username", "cred-password", "cred-skip"} <= set(ids)
+    for field_id in ids:
+        assert f'<label for="{field_id}"' in page, field_id
+    assert "not available yet" in page
+    assert _section_hidden(page)
+
+
+def test_check_image_without_js_shows_the_section_only_for_private_images(
+    owner: WebUser, lab_platform: Platform, lab: Lab
+) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    status, page, _ = _wizard(owner, project_id, image=lab.token.ref("acme/api:v1"), action="check")
+    assert status == 200
+    assert not _section_hidden(page)
+    assert f'name="registry" type="text" value="{lab.token.host}"' in page
+    assert "private" in text_of(page)
+    status, page, _ = _wizard(owner, project_id, image=lab.token.ref("public/hello:latest"), action="check")
+    assert _section_hidden(page)
+    assert "needs no credentials" in text_of(page)
+    status, page, _ = _wizard(owner, project_id, image="Not A/Ref::", action="check")
+    assert status == 422
+    assert "invalid image reference" in text_of(page)
+
+
+def test_wizard_verified_save_without_js(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    image = lab.token.ref("acme/api:v1")
+    status, page, _ = _wizard(owner, project_id, name="api", image=image, action="test", **_creds(lab))
+    assert status == 200
+    assert "Connection works" in text_of(page)
+    assert lab.token.users["alice"] not in page
+    status, _page, location = _wizard(owner, project_id, name="api", image=image, **_creds(lab))
+    assert status == 303, _page
+    overview = text_of(owner.http.get(location).text)
+    assert f"{lab.token.host} as al•••e" in overview
+    assert "verified just now" in overview
+
+
+def test_wizard_failed_verification_keeps_nothing_then_override(
+    owner: WebUser, lab_platform: Platform, lab: Lab
+) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    image = lab.token.ref("acme/api:v1")
+    status, page, _ = _wizard(owner, project_id, name="api", image=image, **_creds(lab, "wrong"))
+    assert status == 422
+    text = text_of(page)
+    assert "The registry rejected these credentials" in text
+    assert "auth_failed" in text
+    assert "Nothing was saved" in text
+    assert "type it again" in text  # the password is not echoed back
+    assert 'value="wrong"' not in page
+    assert "No services yet" in owner.http.get(f"/projects/{project_id}").text
+    status, _page, location = _wizard(
+        owner, project_id, name="api", image=image, skip_verification="on", **_creds(lab, "wrong")
+    )
+    assert status == 303
+    assert "saved without verifying" in text_of(owner.http.get(location).text)
+
+
+def test_wizard_field_errors(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    image = lab.token.ref("acme/api:v1")
+    status, page, _ = _wizard(owner, project_id, name="Bad Name", image=image)
+    assert status == 422
+    assert re.search(r'id="service-name-error"[^>]*>service name must be', page)
+    status, page, _ = _wizard(owner, project_id, name="api", image=image, username="alice")
+    assert status == 422
+    assert re.search(r'id="cred-password-error"[^>]*>enter both a username and a password', page)
+    status, page, _ = _wizard(
+        owner, project_id, name="api", image=image, **{**_creds(lab), "registry": lab.basic.host}
+    )
+    assert status == 422
+    assert re.search(r'id="cred-registry-error"[^>]*>the registry .* does not match', page)
+    status, _, _ = _wizard(owner, project_id, name="api", image=image)
+    assert status == 303
+    status, page, _ = _wizard(owner, project_id, name="api", image=image)
+    assert status == 409
+    assert "already exists" in page
+
+
+def _service_with_credentials(
+    owner: WebUser, lab_platform: Platform, lab: Lab, *, username: str = "alice", skip: bool = False
+) -> tuple[str, str]:
+    project_id = create_project(lab_platform, owner.email)
+    data = {"name": "api", "image": lab.token.ref("acme/api:v1"), **_creds(lab), "username": username}
+    if skip:
+        data["skip_verification"] = "on"
+    status, page, location = _wizard(owner, project_id, **data)
+    assert status == 303, page
+    return project_id, location.split("/")[2].split("?")[0]
+
+
+def test_settings_edit_keeps_the_stored_password(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    # bob + alice's password: wrong together, saved without verifying.
+    project_id, service_id = _service_with_credentials(owner, lab_platform, lab, username="bob", skip=True)
+    before = _stored(lab_platform, service_id)
+    assert before is not None and before.verification == "overridden"
+    settings = text_of(owner.http.get(f"/services/{service_id}/settings").text)
+    assert "Private Registry" in settings and "saved without verifying" in settings
+    assert "b•••" in settings and "••••••••" in settings
+    path = f"/services/{service_id}/settings/registry-credentials"
+    tested = owner.post_form(path, {"registry": lab.token.host, "username": "alice", "action": "test"})
+    assert tested.status_code == 200
+    assert "Connection works" in text_of(tested.text)
+    saved = owner.post_form(path, {"registry": lab.token.host, "username": "alice", "password": ""})
+    assert saved.status_code == 303
+    assert saved.headers["location"].endswith("?saved=passed#private-registry")
+    after = _stored(lab_platform, service_id)
+    assert after is not None
+    assert after.username == "alice" and after.verification == "passed"
+    assert after.password_sealed == before.password_sealed  # the password was kept, not re-sealed
+    check = owner.post_json("/-/test-connection", {"service_id": service_id, "registry": lab.token.host})
+    assert check.json()["ok"] is True, check.text
+    assert "verified just now" in text_of(owner.http.get(saved.headers["location"]).text)
+
+
+def test_remove_needs_a_confirmation_and_is_audited(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id, service_id = _service_with_credentials(owner, lab_platform, lab)
+    confirm = owner.http.get(f"/services/{service_id}/settings/registry-credentials/remove")
+    text = text_of(confirm.text)
+    assert "anonymous pulls" in text and "next deploy will fail" in text
+    assert _stored(lab_platform, service_id) is not None  # asking is not removing
+    removed = owner.post_form(f"/services/{service_id}/settings/registry-credentials/remove", {})
+    assert removed.status_code == 303
+    page = text_of(owner.http.get(removed.headers["location"]).text)
+    assert "+ Add private registry credentials" in page
+    assert "Credentials removed" in page
+    assert _stored(lab_platform, service_id) is None
+    audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
+    assert "Removed registry credentials" in audit and "owner@example.com" in audit
+    assert "Test Connection passed" in audit
+    assert lab.token.users["alice"] not in audit
+
+
+def test_audit_log_is_paginated(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id, service_id = _service_with_credentials(owner, lab_platform, lab, skip=True)
+    path = f"/services/{service_id}/settings/registry-credentials"
+    owner.post_form(path, {"registry": lab.token.host, "skip_verification": "on"})
+    owner.post_form(f"{path}/remove", {})
+    first = owner.http.get(f"/projects/{project_id}/audit-logs?limit=2").text
+    assert first.count("<tr data-entry=") == 2
+    assert "Removed registry credentials" in first and "overridden" in first
+    older = re.search(r'href="([^"]+)" rel="next"', first)
+    assert older
+    second = owner.http.get(older.group(1).replace("&amp;", "&")).text
+    assert second.count("<tr data-entry=") == 1
+    assert "Created the service with registry credentials" in text_of(second)
+    assert 'rel="next"' not in second
+    assert owner.http.get(f"/projects/{project_id}/audit-logs?cursor=abc").status_code == 422
+
+
+def test_json_endpoints_need_the_csrf_header(owner: WebUser, lab: Lab) -> None:
+    body = {"image": lab.token.ref("acme/api:v1")}
+    refused = owner.http.post("/-/image-check", json=body)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "csrf_failed"
+    checked = owner.post_json("/-/image-check", body)
+    assert checked.json()["valid"] is True
+    assert checked.json()["registry"] == lab.token.host
+    invalid = owner.post_json("/-/image-check", {"image": "acme/Api:v1"})
+    assert invalid.json()["valid"] is False and invalid.json()["message"]
+    probed = owner.post_json("/-/image-check", {**body, "probe": True}).json()
+    assert probed["access"] == "private"
+    public = owner.post_json("/-/image-check", {"image": lab.token.ref("public/hello:latest"), "probe": True})
+    assert public.json()["access"] == "public"
+
+
+def test_test_connection_endpoint_gives_friendly_results_and_a_soft_limit(owner: WebUser, lab: Lab) -> None:
+    image = lab.token.ref("acme/api:v1")
+    wrong = owner.post_json("/-/test-connection", {"image": image, **_creds(lab, "nope")}).json()
+    assert wrong["ok"] is False and wrong["code"] == "auth_failed"
+    assert wrong["title"] == "The registry rejected these credentials"
+    assert wrong["hint"] and wrong["message"] and wrong["elapsed_ms"] >= 0
+    half = owner.post_json("/-/test-connection", {"image": image, "username": "alice"})
+    assert half.status_code == 422 and half.json()["field"] == "password"
+    for _ in range(4):
+        assert owner.post_json("/-/test-connection", {"image": image, **_creds(lab)}).json()["ok"] is True
+    limited = owner.post_json("/-/test-connection", {"image": image, **_creds(lab)})
+    assert limited.status_code == 429
+    assert limited.json()["soft"] is True
+    assert re.fullmatch(
+        r"You've run 5 tests in the last minute — try again in \d+ seconds", limited.json()["title"]
+    )
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+def test_another_users_service_is_a_404(lab_platform: Platform, lab: Lab) -> None:
+    with make_client(lab_platform) as http:
+        owner = WebUser.sign_in(http, lab_platform, "owner@example.com")
+        _project_id, service_id = _service_with_credentials(owner, lab_platform, lab)
+    with make_client(lab_platform) as http:
+        stranger = WebUser.sign_in(http, lab_platform, "stranger@example.com")
+        for path in ("", "/settings", "/settings/registry-credentials/remove"):
+            page = stranger.http.get(f"/services/{service_id}{path}")
+            assert page.status_code == 404
+            assert "Not found" in page.text
+        removed = stranger.post_form(f"/services/{service_id}/settings/registry-credentials/remove", {})
+        assert removed.status_code == 404
+        tested = stranger.post_json("/-/test-connection", {"service_id": service_id})
+        assert tested.status_code == 404
+    assert _stored(lab_platform, service_id) is not None
