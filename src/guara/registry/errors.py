@@ -21,7 +21,8 @@ Error tree (catch the root to handle every failure of this package)::
      │    └── CredentialsRequired   no credentials were given, and the registry wants some
      └── RegistryError              an error status with the registry's own diagnostics
           │                         (.status, .method, .host, .path, .diagnostics)
-          ├── ManifestNotFound      404 / MANIFEST_UNKNOWN / NAME_UNKNOWN (.repository, .reference)
+          ├── ManifestNotFound      404 / MANIFEST_UNKNOWN / NAME_UNKNOWN (.repository, .reference,
+          │                         .repository_missing)
           ├── AccessDenied          401 insufficient_scope or 403 DENIED on a manifest or blob
           │                         (.insufficient_scope, .credentials_given)
           └── RateLimited           429 (.retry_after seconds or None)
@@ -181,15 +182,13 @@ class ManifestNotFound(RegistryError):
         host: str,
         path: str,
         diagnostics: tuple[Diagnostic, ...] = (),
+        repository_missing: bool | None = None,
     ) -> None:
         super().__init__(message, status=status, method=method, host=host, path=path, diagnostics=diagnostics)
         self.repository = repository
         self.reference = reference
-
-    @property
-    def repository_missing(self) -> bool:
-        """True when the registry said the repository itself is unknown."""
-        return "NAME_UNKNOWN" in self.codes
+        # True: the repository does not exist; False: it does, the tag or digest does not; None: unknown.
+        self.repository_missing = repository_missing
 
 
 class AccessDenied(RegistryError):

@@ -274,6 +274,9 @@ def _success_message(context: _Context, descriptor: ManifestDescriptor) -> str:
     image = context.image
     session = context.session
     short = descriptor.digest[:19] + "…"
+    shown = f"{image.registry}/{image.repository}" + (
+        f":{image.tag}" if image.digest is None else f"@{short}"
+    )
     if session.auth_scheme == "anonymous":
         how = "anonymous pulls allowed"
         if context.credentials_given:
@@ -282,4 +285,4 @@ def _success_message(context: _Context, descriptor: ManifestDescriptor) -> str:
         how = "credentials accepted"
     else:
         how = "anonymous token accepted"
-    return f"found {image} ({short}); {how}"
+    return f"found {shown} ({short}); {how}" if image.digest is None else f"found {shown}; {how}"

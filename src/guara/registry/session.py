@@ -325,9 +325,7 @@ class RegistrySession:
             manifest = await self._get_manifest(target, max_bytes=MAX_MANIFEST_BYTES)
             return ManifestDescriptor(manifest.digest, manifest.media_type, len(manifest.raw))
         if response.status_code != 200:
-            if response.status_code == 404:
-                response = await self._diagnose_missing(path, response)
-            raise self._manifest_error(response, target)
+            raise await self._manifest_failure(response, target)
         announced = response.headers.get("Docker-Content-Digest", "").strip()
         if announced and not is_digest(announced):
             raise ProtocolViolation(f"{self.location.api_host} announced a malformed manifest digest")
@@ -348,7 +346,7 @@ class RegistrySession:
         path = f"/v2/{target.repository}/manifests/{target.reference}"
         response = await self._send("GET", path, headers={"Accept": MANIFEST_ACCEPT}, body_limit=max_bytes)
         if response.status_code != 200:
-            raise self._manifest_error(response, target)
+            raise await self._manifest_failure(response, target)
         raw = response.content
         host = self.location.api_host
         announced = response.headers.get("Docker-Content-Digest", "").strip()
@@ -362,17 +360,28 @@ class RegistrySession:
         media_type = media_type_of(response.headers.get("Content-Type"))
         return Manifest(media_type=media_type, digest=digest, raw=raw)
 
-    async def _diagnose_missing(self, path: str, head_response: httpx.Response) -> httpx.Response:
-        """A HEAD 404 has no body; a short GET tells a missing tag from a missing repository."""
-        budget = min(_DIAGNOSIS_BUDGET_S, self.deadline.remaining() / 2)
-        # Best effort: whatever goes wrong here, the HEAD's 404 stands.
-        with anyio.move_on_after(budget), contextlib.suppress(RegistryClientError), _translate_errors():
-            response = await self._send("GET", path, headers={"Accept": MANIFEST_ACCEPT})
-            if response.status_code == 404:
-                return response
-        return head_response
+    async def _manifest_failure(
+        self, response: httpx.Response, target: ImageReference
+    ) -> RegistryClientError:
+        exists = await self._repository_exists() if response.status_code == 404 else None
+        return self._manifest_error(response, target, repository_exists=exists)
 
-    def _manifest_error(self, response: httpx.Response, target: ImageReference) -> RegistryClientError:
+    async def _repository_exists(self) -> bool | None:
+        """After a manifest 404: does the repository exist? (A HEAD 404 has no body, and distribution
+        says MANIFEST_UNKNOWN even for unknown repositories; its tag list says NAME_UNKNOWN.)"""
+        budget = min(_DIAGNOSIS_BUDGET_S, self.deadline.remaining() / 2)
+        # Best effort, one short request: whatever goes wrong here, the 404 stands.
+        with anyio.move_on_after(budget), contextlib.suppress(RegistryClientError), _translate_errors():
+            response = await self._send("GET", f"/v2/{self.image.repository}/tags/list?n=1")
+            if response.status_code == 200:
+                return True
+            if response.status_code == 404:
+                return False
+        return None
+
+    def _manifest_error(
+        self, response: httpx.Response, target: ImageReference, *, repository_exists: bool | None = None
+    ) -> RegistryClientError:
         status = response.status_code
         host = self.location.api_host
         method = response.request.method
@@ -381,11 +390,14 @@ class RegistrySession:
         codes = {d.code for d in diagnostics}
         repository = target.repository
         if status == 404 or codes & {"MANIFEST_UNKNOWN", "NAME_UNKNOWN"}:
-            if "NAME_UNKNOWN" in codes:
+            repository_missing = True if "NAME_UNKNOWN" in codes else None
+            if repository_exists is not None:
+                repository_missing = not repository_exists
+            if repository_missing:
                 message = f"repository {repository} not found on {self.location.host}"
             elif target.digest is not None:
                 message = f"digest {target.digest} not found in {repository}"
-            elif "MANIFEST_UNKNOWN" in codes:
+            elif "MANIFEST_UNKNOWN" in codes or repository_missing is False:
                 message = f"tag {target.tag} not found in {repository}"
             else:
                 message = (
@@ -400,6 +412,7 @@ class RegistrySession:
                 host=host,
                 path=path,
                 diagnostics=diagnostics,
+                repository_missing=repository_missing,
             )
         if status == 401 and _bearer_error(response) == "invalid_token":
             return AuthenticationFailed(

@@ -1,0 +1,456 @@
+"""Hostile servers on loopback: slow, trickling, endless, redirecting, lying. The preflight must end
+on time with the right code, cap what it reads, and never let the guard be bypassed."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+import pytest
+
+from guara.registry import PreflightCode, PreflightResult, preflight
+from tests.registry.conftest import LOOPBACK_ONLY, Fakes
+from tests.registry.fakes import (
+    MANIFEST,
+    MANIFEST_DIGEST,
+    OCI_MANIFEST,
+    Reply,
+    Seen,
+    closed_port,
+    manifest_reply,
+)
+
+pytestmark = pytest.mark.anyio
+
+USER, PASSWORD = "alice", "s3cret-pw"
+BASIC_CHALLENGE = ("WWW-Authenticate", 'Basic realm="fake"')
+
+
+async def run(ca: Path, image: str, **kwargs: object) -> PreflightResult:
+    options: dict[str, object] = {"ca_file": ca, "ssrf_allow": LOOPBACK_ONLY}
+    options.update(kwargs)
+    return await preflight(image, **options)  # type: ignore[arg-type]
+
+
+def bearer_challenge(realm: str) -> tuple[str, str]:
+    return ("WWW-Authenticate", f'Bearer realm="{realm}",service="fake"')
+
+
+def registry_with_realm(realm: str):  # type: ignore[no-untyped-def]
+    """A registry whose /v2/ challenges with `realm` and serves any manifest to any bearer token."""
+
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.errors(401, "UNAUTHORIZED", "auth", [bearer_challenge(realm)])
+        if seen.bearer:
+            return manifest_reply(seen)
+        return Reply.errors(401, "UNAUTHORIZED", "auth", [bearer_challenge(realm)])
+
+    return route
+
+
+# -- one deadline: 8 s of wall clock whatever the server does --
+
+
+@pytest.mark.slow
+async def test_a_registry_that_never_answers(fakes: Fakes, lab_ca_file: Path) -> None:
+    silent = fakes.start(lambda seen: Reply(behaviour="silent"))
+    started = time.monotonic()
+    result = await run(lab_ca_file, f"{silent.host}/acme/api:v1")
+    elapsed = time.monotonic() - started
+    assert result.code is PreflightCode.TIMEOUT
+    assert "within 8 s" in result.message
+    assert 8.0 <= elapsed < 8.5
+    assert 8000 <= result.elapsed_ms < 8500
+
+
+@pytest.mark.slow
+async def test_a_registry_trickling_one_byte_a_second(fakes: Fakes, lab_ca_file: Path) -> None:
+    trickle = fakes.start(lambda seen: Reply(200, [("Content-Length", "2")], b"{}", behaviour="trickle"))
+    started = time.monotonic()
+    result = await run(lab_ca_file, f"{trickle.host}/acme/api:v1")
+    elapsed = time.monotonic() - started
+    assert result.code is PreflightCode.TIMEOUT
+    assert 8.0 <= elapsed < 8.5
+
+
+@pytest.mark.slow
+async def test_a_token_server_trickling_its_answer(fakes: Fakes, lab_ca_file: Path) -> None:
+    token_body = b'{"token": "' + b"x" * 64 + b'"}'
+    auth = fakes.start(
+        lambda seen: Reply(200, [("Content-Type", "application/json")], token_body, behaviour="trickle")
+    )
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    started = time.monotonic()
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.code is PreflightCode.TIMEOUT
+    assert 8.0 <= time.monotonic() - started < 8.5
+
+
+async def test_a_shorter_budget_is_one_budget_too(fakes: Fakes, lab_ca_file: Path) -> None:
+    silent = fakes.start(lambda seen: Reply(behaviour="silent"))
+    result = await run(lab_ca_file, f"{silent.host}/acme/api:v1", timeout=0.5)
+    assert result.code is PreflightCode.TIMEOUT
+    assert "within 0.5 s" in result.message
+
+
+# -- caps --
+
+
+async def test_endless_token_body_is_capped(fakes: Fakes, lab_ca_file: Path) -> None:
+    auth = fakes.start(
+        lambda seen: Reply(200, [("Content-Type", "application/json")], b"", behaviour="endless")
+    )
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(
+        lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD, timeout=5.0
+    )
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "more than 65536 bytes" in result.message
+
+
+async def test_huge_announced_token_body_is_refused_before_reading(fakes: Fakes, lab_ca_file: Path) -> None:
+    auth = fakes.start(lambda seen: Reply(200, [("Content-Length", str(10**12))], b""))
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "announced" in result.message
+
+
+async def test_endless_manifest_body_on_the_get_fallback_is_capped(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        if seen.method == "HEAD":
+            return Reply(200, [("Content-Type", OCI_MANIFEST), ("Content-Length", "0")])  # no digest header
+        return Reply(200, [("Content-Type", OCI_MANIFEST)], b"", behaviour="endless")
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", timeout=5.0)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert f"more than {4 * 1024 * 1024} bytes" in result.message
+
+
+async def test_endless_error_body_is_capped(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(
+        lambda seen: Reply(500, [("Content-Type", "application/json")], b"", behaviour="endless")
+    )
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", timeout=5.0)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "more than 65536 bytes" in result.message
+
+
+async def test_compressed_answers_are_not_inflated(fakes: Fakes, lab_ca_file: Path) -> None:
+    bomb = gzip.compress(b'{"token": "' + b"a" * 10_000_000 + b'"}')
+    auth = fakes.start(lambda seen: Reply(200, [("Content-Encoding", "gzip")], bomb))
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "gzip" in result.message
+    assert auth.requests[0].headers["accept-encoding"] == "identity"
+
+
+# -- redirects --
+
+
+async def test_redirect_loop_on_the_registry(fakes: Fakes, lab_ca_file: Path) -> None:
+    looping = fakes.start(lambda seen: Reply.redirect("/v2/"))
+    result = await run(lab_ca_file, f"{looping.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "redirected more than 5 times" in result.message
+    assert len(looping.requests) == 6
+
+
+async def test_redirect_loop_on_the_token_server(fakes: Fakes, lab_ca_file: Path) -> None:
+    auth = fakes.start(lambda seen: Reply.redirect("/token?again=1"))
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "redirected" in result.message
+
+
+async def test_token_realm_redirecting_to_a_blocked_address(fakes: Fakes, lab_ca_file: Path) -> None:
+    blocked = fakes.start(lambda seen: Reply.json(200, {"token": "stolen"}), bind="127.0.0.2")
+    auth = fakes.start(lambda seen: Reply.redirect(blocked.url + "/token"))
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(
+        lab_ca_file,
+        f"{registry.host}/acme/api:v1",
+        username=USER,
+        password=PASSWORD,
+        ssrf_allow=("127.0.0.1/32",),
+    )
+    assert result.code is PreflightCode.SSRF_BLOCKED
+    assert "127.0.0.2" in result.message
+    assert len(auth.requests) == 1
+    assert blocked.connections == 0
+
+
+async def test_token_realm_on_a_blocked_address(fakes: Fakes, lab_ca_file: Path) -> None:
+    blocked = fakes.start(lambda seen: Reply.json(200, {"token": "stolen"}), bind="127.0.0.2")
+    registry = fakes.start(registry_with_realm(blocked.url + "/token"))
+    result = await run(
+        lab_ca_file,
+        f"{registry.host}/acme/api:v1",
+        username=USER,
+        password=PASSWORD,
+        ssrf_allow=("127.0.0.1/32",),
+    )
+    assert result.code is PreflightCode.SSRF_BLOCKED
+    assert blocked.connections == 0
+
+
+async def test_registry_redirecting_to_a_blocked_address(fakes: Fakes, lab_ca_file: Path) -> None:
+    blocked = fakes.start(lambda seen: Reply.json(200, {}), bind="127.0.0.2")
+    registry = fakes.start(lambda seen: Reply.redirect(blocked.url + seen.target, status=307))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", ssrf_allow=("127.0.0.1/32",))
+    assert result.code is PreflightCode.SSRF_BLOCKED
+    assert blocked.connections == 0
+
+
+async def test_plain_http_realm_is_refused_and_sees_nothing(fakes: Fakes, lab_ca_file: Path) -> None:
+    plain = fakes.start(lambda seen: Reply.json(200, {"token": "t"}), tls=False)
+    registry = fakes.start(registry_with_realm(plain.url + "/token"))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "plain HTTP" in result.message
+    assert plain.connections == 0
+
+
+async def test_plain_http_realm_when_the_operator_allows_http(fakes: Fakes, lab_ca_file: Path) -> None:
+    plain = fakes.start(lambda seen: Reply.json(200, {"token": "t"}), tls=False)
+    registry = fakes.start(registry_with_realm(plain.url + "/token"))
+    result = await run(
+        lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD, allow_http=True
+    )
+    assert result.ok, result
+    assert plain.requests[0].basic == (USER, PASSWORD)
+
+
+async def test_downgrade_redirect_to_plain_http_is_refused(fakes: Fakes, lab_ca_file: Path) -> None:
+    plain = fakes.start(lambda seen: manifest_reply(seen), tls=False)
+
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        return Reply.redirect(plain.url + seen.target, status=307)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "only https" in result.message
+    assert plain.connections == 0
+
+
+async def test_credentials_do_not_follow_a_redirect_to_another_origin(
+    fakes: Fakes, lab_ca_file: Path
+) -> None:
+    elsewhere = fakes.start(lambda seen: manifest_reply(seen), bind="127.0.0.3")
+
+    def route(seen: Seen) -> Reply:
+        if seen.basic != (USER, PASSWORD):
+            return Reply.errors(401, "UNAUTHORIZED", "auth", [BASIC_CHALLENGE])
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        return Reply.redirect(elsewhere.url + seen.target, status=307)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.ok, result
+    assert result.digest == MANIFEST_DIGEST
+    [seen] = elsewhere.requests
+    assert "authorization" not in seen.headers
+
+
+async def test_basic_credentials_do_not_follow_a_realm_redirect(fakes: Fakes, lab_ca_file: Path) -> None:
+    other = fakes.start(lambda seen: Reply.json(200, {"token": "anon"}), bind="127.0.0.3")
+    auth = fakes.start(lambda seen: Reply.redirect(other.url + seen.target))
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.ok, result
+    assert auth.requests[0].basic == (USER, PASSWORD)
+    assert "authorization" not in other.requests[0].headers
+    # and the registry never sees the Basic credentials: only the token
+    assert all(seen.basic is None for seen in registry.requests)
+
+
+# -- challenges --
+
+
+async def test_401_without_a_challenge_means_basic(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.basic != (USER, PASSWORD):
+            return Reply(401, [], b"")
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        return manifest_reply(seen)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.ok, result
+    assert [seen.method for seen in registry.requests] == ["GET", "GET", "HEAD"]
+    anonymous = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert anonymous.code is PreflightCode.AUTH_FAILED
+
+
+async def test_only_unknown_schemes(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(
+        lambda seen: Reply(401, [("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM")])
+    )
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "negotiate, ntlm" in result.message
+
+
+async def test_bearer_without_realm(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(lambda seen: Reply(401, [("WWW-Authenticate", 'Bearer service="x"')]))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "no realm" in result.message
+
+
+async def test_malformed_challenge(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(lambda seen: Reply(401, [("WWW-Authenticate", 'Bearer realm="https://x/t')]))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "malformed WWW-Authenticate" in result.message
+
+
+# -- statuses --
+
+
+async def test_429_on_the_ping(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(
+        lambda seen: Reply.errors(429, "TOOMANYREQUESTS", "slow down", [("Retry-After", "30")])
+    )
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "rate-limiting" in result.message
+    assert "retry in 30 s" in result.message
+    assert len(registry.requests) == 1  # no backoff fits in the budget
+
+
+async def test_429_on_the_manifest(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        return Reply(429, [])
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "rate-limiting" in result.message
+
+
+async def test_server_error_on_the_manifest(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        return Reply.json(200, {}) if seen.path == "/v2/" else Reply(503, [])
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "answered 503" in result.message
+
+
+@pytest.mark.parametrize("status", [403, 500, 302])
+async def test_ping_statuses_that_are_not_a_registry(fakes: Fakes, lab_ca_file: Path, status: int) -> None:
+    registry = fakes.start(
+        lambda seen: Reply(status, [("Location", "https://127.0.0.1:1/")] if status == 302 else [])
+    )
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    if status == 302:  # followed to a closed port on the same host: that is not the registry's origin
+        assert result.code in (PreflightCode.NETWORK_ERROR, PreflightCode.INVALID_URL)
+    else:
+        assert result.code is PreflightCode.INVALID_URL
+        assert f"answered {status}" in result.message
+
+
+# -- lying and broken answers --
+
+
+async def test_announced_digest_differs_from_the_requested_one(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        return Reply(200, [("Docker-Content-Digest", "sha256:" + "b" * 64), ("Content-Type", OCI_MANIFEST)])
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api@sha256:{'a' * 64}")
+    assert result.code is PreflightCode.NETWORK_ERROR
+
+
+async def test_head_405_falls_back_to_get(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        if seen.method == "HEAD":
+            return Reply(405, [])
+        return manifest_reply(seen, digest_header=False)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.ok, result
+    assert result.digest == MANIFEST_DIGEST
+
+
+async def test_head_without_digest_header_falls_back_to_get(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        return manifest_reply(seen, digest_header=False)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.digest == MANIFEST_DIGEST
+    assert [seen.method for seen in registry.requests] == ["GET", "HEAD", "GET"]
+    accept = registry.requests[1].headers["accept"]
+    for media_type in (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ):
+        assert media_type in accept
+
+
+async def test_get_body_contradicting_its_digest_header(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            return Reply.json(200, {})
+        if seen.method == "HEAD":
+            return Reply(405, [])
+        return Reply(200, [("Docker-Content-Digest", "sha256:" + "c" * 64)], MANIFEST)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "announced" in result.message
+
+
+async def test_plain_http_server_behind_an_https_reference(fakes: Fakes, lab_ca_file: Path) -> None:
+    plain = fakes.start(lambda seen: Reply.json(200, {}), tls=False)
+    result = await run(lab_ca_file, f"{plain.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "TLS" in result.message
+
+
+async def test_connection_closed_mid_body(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.path == "/v2/":
+            # promises more than it sends, then hangs up
+            return Reply(401, [("Content-Length", "1000")], b"short", behaviour="close")
+        return Reply.json(200, {})
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "broke" in result.message
+
+
+async def test_token_server_that_refuses_connections(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(registry_with_realm(f"https://127.0.0.1:{closed_port()}/token"))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    # the user's registry answered; the host it sent us to did not: not the user's URL at fault
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "could not connect" in result.message
