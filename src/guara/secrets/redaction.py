@@ -68,6 +68,10 @@ _ASSIGNED_FIELD = re.compile(
 )
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
+class _ScopeSecrets(set[str]):
+    """The set a ``secret_scope`` owns: child tasks and threads of the scope add to it in place."""
+
+
 _known_secrets: ContextVar[set[str] | None] = ContextVar("guara_known_secrets", default=None)
 
 
@@ -81,17 +85,18 @@ def register_secret(value: str | SecretStr) -> None:
     if not text:
         return
     secrets = _known_secrets.get()
-    if secrets is None:
-        secrets = set()
-        _known_secrets.set(secrets)
-    secrets.update(_spellings(text))
+    if isinstance(secrets, _ScopeSecrets):
+        secrets.update(_spellings(text))
+    else:
+        # Outside a scope, copy on write: a copied context must not add to its parent's set.
+        _known_secrets.set((secrets or set()) | set(_spellings(text)))
 
 
 @contextlib.contextmanager
 def secret_scope() -> Iterator[None]:
     """Secrets registered inside are scrubbed until the scope ends (secrets of outer scopes stay)."""
     outer = _known_secrets.get()
-    token = _known_secrets.set(set(outer) if outer else set())
+    token = _known_secrets.set(_ScopeSecrets(outer or ()))
     try:
         yield
     finally:
