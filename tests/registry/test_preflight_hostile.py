@@ -454,3 +454,25 @@ async def test_token_server_that_refuses_connections(fakes: Fakes, lab_ca_file: 
     # the user's registry answered; the host it sent us to did not: not the user's URL at fault
     assert result.code is PreflightCode.NETWORK_ERROR
     assert "could not connect" in result.message
+
+
+async def test_bearer_without_realm_next_to_basic_uses_basic(fakes: Fakes, lab_ca_file: Path) -> None:
+    def route(seen: Seen) -> Reply:
+        if seen.basic != (USER, PASSWORD):
+            return Reply(401, [("WWW-Authenticate", 'Bearer service="x", Basic realm="r"')])
+        return Reply.json(200, {}) if seen.path == "/v2/" else manifest_reply(seen)
+
+    registry = fakes.start(route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    assert result.ok, result
+
+
+async def test_ipv6_loopback_registry(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(
+        lambda seen: Reply.json(200, {}) if seen.path == "/v2/" else manifest_reply(seen), bind="::1"
+    )
+    assert registry.host.startswith("[::1]:")
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", ssrf_allow=("::1/128",))
+    assert result.ok, result
+    blocked = await run(lab_ca_file, f"{registry.host}/acme/api:v1", ssrf_allow=("127.0.0.0/8",))
+    assert blocked.code is PreflightCode.SSRF_BLOCKED

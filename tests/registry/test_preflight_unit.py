@@ -114,12 +114,12 @@ async def test_user_names_basic_cannot_carry() -> None:
 async def test_unreadable_ca_file(tmp_path: Path) -> None:
     missing = await preflight("ghcr.io/acme/api:v1", ca_file=tmp_path / "nope.pem")
     assert missing.code is PreflightCode.NETWORK_ERROR
-    assert "could not load the CA file" in missing.message
+    assert "could not read the CA file" in missing.message
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
     result = await preflight("ghcr.io/acme/api:v1", ca_file=garbage)
     assert result.code is PreflightCode.NETWORK_ERROR
-    assert "CA file" in result.message
+    assert "holds no usable PEM certificate" in result.message
 
 
 async def test_malformed_exemptions_are_a_configuration_error() -> None:

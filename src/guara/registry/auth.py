@@ -17,7 +17,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
@@ -27,6 +27,7 @@ from .errors import (
     AuthenticationFailed,
     CredentialsRequired,
     InsecureURLRefused,
+    InvalidCredentials,
     ProtocolViolation,
     RateLimited,
     RegistryError,
@@ -70,15 +71,15 @@ class Credentials:
     """A user name and a password (or token). The password stays a SecretStr; repr hides it."""
 
     username: str
-    password: SecretStr = field(repr=True)
+    password: SecretStr
 
     def __post_init__(self) -> None:
         if not isinstance(self.password, SecretStr):
             raise TypeError("Credentials.password must be a pydantic SecretStr")
         if ":" in self.username:
-            raise ValueError("a user name cannot contain ':' in HTTP Basic authentication")
+            raise InvalidCredentials("a user name cannot contain ':' in HTTP Basic authentication")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.username):
-            raise ValueError("the user name contains control characters")
+            raise InvalidCredentials("the user name contains control characters")
 
     @classmethod
     def of(cls, username: str | None, password: str | SecretStr | None) -> Credentials | None:

@@ -5,6 +5,8 @@ Error tree (catch the root to handle every failure of this package)::
     RegistryClientError             root of every error raised by guara.registry
      ├── InvalidReference           (also ValueError) malformed image reference
      ├── InvalidRegistry            (also ValueError) malformed registry host/URL, or not the image's registry
+     ├── InvalidCredentials         (also ValueError) a user name HTTP Basic cannot carry
+     ├── TrustStoreError            the extra CA file cannot be read or holds no certificate
      ├── DestinationRefused         the network guard refused a destination (.host, .blocked, .reason)
      ├── NameResolutionFailed       a host name did not resolve (.host)
      ├── ConnectFailed              TCP connection refused or host unreachable (.host)
@@ -46,6 +48,14 @@ class InvalidReference(RegistryClientError, ValueError):
 
 class InvalidRegistry(RegistryClientError, ValueError):
     """The registry host or URL is malformed, not allowed, or not the image's registry."""
+
+
+class InvalidCredentials(RegistryClientError, ValueError):
+    """The credentials cannot be sent at all (e.g. a ':' in the user name)."""
+
+
+class TrustStoreError(RegistryClientError):
+    """The extra CA file cannot be read, or holds no usable certificate."""
 
 
 class DestinationRefused(RegistryClientError):

@@ -13,7 +13,7 @@ unreachable (registry host); /v2/ neither 200 nor 401
 credentials rejected: token server 401/403, Basic re-check  auth_failed
 401/403, manifest 403, 401 ``invalid_token``; credentials
 needed but none given (incl. anonymous 401 on the manifest);
-a user name the protocol cannot carry
+a user name HTTP Basic cannot carry
 manifest 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN; 401 after   manifest_not_found
 the credentials were accepted ("missing, or these
 credentials cannot read it")
@@ -22,7 +22,7 @@ the guard refused an address (registry, realm, redirect)    ssrf_blocked
 DNS failure, TLS failure, reset, malformed or oversized     network_error
 answers, redirect loops, plain-http realm or redirect,
 429 rate limiting, 5xx, connect failure to a host other
-than the registry, an unreadable CA file
+than the registry, an unreadable CA file (TrustStoreError)
 ==========================================================  ====================
 """
 
@@ -32,7 +32,6 @@ import contextlib
 import enum
 import logging
 import os
-import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -50,6 +49,7 @@ from .errors import (
     DeadlineExceeded,
     DestinationRefused,
     InsecureURLRefused,
+    InvalidCredentials,
     InvalidReference,
     InvalidRegistry,
     ManifestNotFound,
@@ -60,6 +60,7 @@ from .errors import (
     RegistryClientError,
     RegistryError,
     TLSFailed,
+    TrustStoreError,
     UnsupportedChallenge,
 )
 from .reference import ImageReference, RegistryLocation, parse_image_reference, parse_registry, same_registry
@@ -205,13 +206,6 @@ def _failure_mapping(context: _Context) -> Iterator[None]:
         yield
     except RegistryClientError as exc:
         context.fail(*_classify(exc, context))
-    except ValueError as exc:  # Credentials refused locally (e.g. a ':' in the user name)
-        context.fail(PreflightCode.AUTH_FAILED, f"{exc}; check the username")
-    except (OSError, ssl.SSLError) as exc:  # the CA file: raised before any network I/O
-        context.fail(
-            PreflightCode.NETWORK_ERROR,
-            f"could not load the CA file ({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})",
-        )
 
 
 def _classify(exc: RegistryClientError, context: _Context) -> tuple[PreflightCode, str]:
@@ -221,6 +215,10 @@ def _classify(exc: RegistryClientError, context: _Context) -> tuple[PreflightCod
         return code.INVALID_URL, f"the image reference is invalid: {detail}"
     if isinstance(exc, InvalidRegistry):
         return code.INVALID_URL, f"the registry URL is invalid: {detail}"
+    if isinstance(exc, InvalidCredentials):
+        return code.AUTH_FAILED, f"{detail}; check the username"
+    if isinstance(exc, TrustStoreError):
+        return code.NETWORK_ERROR, f"{detail}; the operator's CA file (GUARA_EXTRA_CA_FILE) needs fixing"
     if isinstance(exc, DestinationRefused):
         if exc.blocked:
             return code.SSRF_BLOCKED, (

@@ -471,13 +471,16 @@ class RegistrySession:
 
 
 def _pick_challenge(challenges: list[Challenge], host: str) -> Challenge:
-    """Prefer Bearer (scoped tokens), then Basic; a 401 without any challenge means Basic."""
+    """Prefer Bearer with a realm (scoped tokens), then Basic, then a realm-less Bearer (refused later
+    with a clear message); a 401 without any challenge means Basic."""
     if not challenges:
         return Challenge(scheme="basic")
-    for scheme in ("bearer", "basic"):
-        for challenge in challenges:
-            if challenge.scheme == scheme:
-                return challenge
+    ranked = sorted(
+        (c for c in challenges if c.scheme in ("bearer", "basic")),
+        key=lambda c: 0 if c.scheme == "bearer" and c.realm else 1 if c.scheme == "basic" else 2,
+    )
+    if ranked:
+        return ranked[0]
     schemes = ", ".join(sorted({c.scheme for c in challenges}))
     raise UnsupportedChallenge(f"{host} asks for {schemes} authentication; guara speaks Basic and Bearer")
 
@@ -537,6 +540,8 @@ def _translate_errors() -> Iterator[None]:
         raise ProtocolViolation(f"a response body could not be read ({type(exc).__name__})") from exc
     except ssl.SSLError as exc:
         raise TLSFailed(f"TLS failed: {_describe_tls(exc)}", host="") from exc
+    except OSError as exc:
+        raise ConnectionBroken(f"network failure ({type(exc).__name__})", host="") from exc
 
 
 def _host_of(exc: Exception) -> str:
