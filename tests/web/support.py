@@ -64,7 +64,11 @@ class WebUser:
         return cls(http, email, meta_csrf(http.get("/projects").text))
 
     def post_form(self, path: str, data: dict[str, str], **kwargs: Any) -> httpx.Response:
-        return self.http.post(path, data={"csrf_token": self.csrf, **data}, follow_redirects=False, **kwargs)
+        response: httpx.Response = self.http.post(
+            path, data={"csrf_token": self.csrf, **data}, follow_redirects=False, **kwargs
+        )
+        return response
 
     def post_json(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return self.http.post(path, json=body, headers={"X-CSRF-Token": self.csrf})
+        response: httpx.Response = self.http.post(path, json=body, headers={"X-CSRF-Token": self.csrf})
+        return response

@@ -60,7 +60,9 @@ def test_wizard_every_field_has_a_label(owner: WebUser, lab_platform: Platform) 
     project_id = create_project(lab_platform, owner.email)
     page = owner.http.get(f"/projects/{project_id}/services/new").text
     ids = re.findall(r'<input id="([^"]+)"', page) + re.findall(r'<input type="\w+" id="([^"]+)"', page)
-    assert {"service-name", "image", "cred-registry", "cred-username", "cred-password", "cred-skip"} <= set(ids)
+    assert {"service-name", "image", "cred-registry", "cred-username", "cred-password", "cred-skip"} <= set(
+        ids
+    )
     for field_id in ids:
         assert f'<label for="{field_id}"' in page, field_id
     assert "not available yet" in page

@@ -20,7 +20,7 @@ from guara.core.accounts import Principal
 from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated, NotFound, RateLimited
 from guara.core.platform import Platform
 from guara.web.forms import MAX_SECRET
-from guara.web.presenters import rate_limited_result, test_result
+from guara.web.presenters import connection_result, rate_limited_result
 
 router = APIRouter(prefix="/-", include_in_schema=False)
 
@@ -118,7 +118,7 @@ async def test_connection(request: Request, body: TestConnection, platform: Plat
         return JSONResponse(view.as_json(), status_code=429, headers={"Retry-After": str(exc.retry_after)})
     except GuaraError as exc:
         return _error(exc)
-    view = test_result(
+    view = connection_result(
         ok=result.ok,
         code=result.code.value if result.code else None,
         message=result.message,

@@ -69,7 +69,7 @@ def preflight_advice(code: str | None, *, timeout_s: float = 8.0) -> Advice:
 
 
 @dataclass(frozen=True)
-class TestResultView:
+class ConnectionResult:
     """One Test Connection outcome as the page shows it (and as the JSON endpoint returns it)."""
 
     ok: bool
@@ -86,15 +86,15 @@ class TestResultView:
         return asdict(self)
 
 
-def test_result(
+def connection_result(
     *, ok: bool, code: str | None, message: str, elapsed_ms: int | None, digest: str | None, timeout_s: float
-) -> TestResultView:
+) -> ConnectionResult:
     advice = preflight_advice(None if ok else code, timeout_s=timeout_s)
-    return TestResultView(ok, code, advice.title, advice.hint, message, elapsed_ms, digest)
+    return ConnectionResult(ok, code, advice.title, advice.hint, message, elapsed_ms, digest)
 
 
-def rate_limited_result(*, limit: int, retry_after: int) -> TestResultView:
-    return TestResultView(
+def rate_limited_result(*, limit: int, retry_after: int) -> ConnectionResult:
+    return ConnectionResult(
         ok=False,
         code="rate_limited",
         title=f"You've run {limit} tests in the last minute — try again in {retry_after} seconds",

@@ -38,10 +38,10 @@ from guara.web.forms import (
     optional_text,
 )
 from guara.web.presenters import (
-    TestResultView,
+    ConnectionResult,
+    connection_result,
     credentials_display,
     rate_limited_result,
-    test_result,
 )
 from guara.web.views import render
 
@@ -77,8 +77,8 @@ def _timeout_s(platform: Platform) -> float:
     return platform.settings.preflight_timeout_s
 
 
-def _failed_save_result(platform: Platform, exc: PreflightFailed) -> TestResultView:
-    return test_result(
+def _failed_save_result(platform: Platform, exc: PreflightFailed) -> ConnectionResult:
+    return connection_result(
         ok=False,
         code=exc.code,
         message=exc.message,
@@ -88,7 +88,7 @@ def _failed_save_result(platform: Platform, exc: PreflightFailed) -> TestResultV
     )
 
 
-def _rate_limited(platform: Platform, exc: RateLimited) -> TestResultView:
+def _rate_limited(platform: Platform, exc: RateLimited) -> ConnectionResult:
     return rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
 
 
@@ -110,7 +110,7 @@ def _wizard(
     values: WizardValues,
     status_code: int = 200,
     access: AccessProbe | None = None,
-    result: TestResultView | None = None,
+    result: ConnectionResult | None = None,
     errors: PageErrors | None = None,
     image_registry: str = "",
 ) -> Response:
@@ -235,7 +235,7 @@ async def _test_connection(
     username: str | None,
     password: SecretStr | None,
     service_id: uuid.UUID | None,
-) -> TestResultView:
+) -> ConnectionResult:
     """Test Connection from a plain form post: a result, or the soft rate-limit notice."""
     try:
         result = await credentials.run_test_connection(
@@ -249,7 +249,7 @@ async def _test_connection(
         )
     except RateLimited as exc:
         return _rate_limited(platform, exc)
-    return test_result(
+    return connection_result(
         ok=result.ok,
         code=result.code.value if result.code else None,
         message=result.message,
@@ -289,7 +289,7 @@ def _settings(
     status_code: int = 200,
     edit: bool = False,
     values: CredentialsFormValues | None = None,
-    result: TestResultView | None = None,
+    result: ConnectionResult | None = None,
     errors: PageErrors | None = None,
     note: str = "",
 ) -> Response:

@@ -1,0 +1,377 @@
+"""The dashboard in a real headless Chromium against `guara serve` and the registry lab.
+
+One server and one browser per module; each test signs in a fresh user (the Test Connection limit is
+per user) in a fresh browser context. Screenshots of the main states go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pydantic import SecretStr
+
+from guara.core import accounts, credentials
+from guara.core.platform import Platform
+from guara.secrets import ensure_key_file
+from tests.api.test_shared_limit import serve
+from tests.conftest import build_platform
+from tests.lab import Lab
+from tests.web.support import PASSWORD, create_project, create_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.lab]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    # Belt and braces: the browser can resolve nothing but loopback names.
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+]
+
+
+@pytest.fixture(scope="module")
+def guara_env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("dashboard")
+    ensure_key_file(root / "data" / "master.key")
+    return {
+        "GUARA_DATA_DIR": str(root / "data"),
+        "GUARA_DATABASE_URL": f"sqlite:///{root / 'guara.db'}",
+        "GUARA_MASTER_KEY_FILE": str(root / "data" / "master.key"),
+        "GUARA_SSRF_ALLOW": "127.0.0.0/8",
+        "GUARA_EXTRA_CA_FILE": str(lab.ca_file),
+    }
+
+
+@pytest.fixture(scope="module")
+def server_platform(guara_env: dict[str, str]) -> Iterator[Platform]:
+    """The server's database and keys, opened in-process to arrange users, projects and services."""
+    platform = build_platform(guara_env)
+    yield platform
+    platform.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def server_url(
+    guara_env: dict[str, str], server_platform: Platform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}, **guara_env}
+    with serve(env, tmp_path_factory.mktemp("serve") / "guara.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is required in CI (Debian package chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (Debian package chromium)")
+    expect.set_options(timeout=15_000)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Session:
+    page: Page
+    email: str
+    platform: Platform
+    base_url: str
+
+    def project(self) -> str:
+        return create_project(self.platform, self.email)
+
+    def service_with_credentials(self, lab: Lab, *, username: str, password: str) -> str:
+        """Arrange a service whose credentials were saved without verifying (no preflight)."""
+        with self.platform.db.session() as db:
+            principal = accounts.authenticate(db, email=self.email, password=PASSWORD)
+        project_id = uuid.UUID(self.project())
+
+        async def create() -> str:
+            service = await credentials.create_service(
+                self.platform,
+                principal,
+                project_id=project_id,
+                name="api",
+                image=lab.token.ref("acme/api:v1"),
+                credentials=credentials.CredentialsInput(lab.token.host, username, SecretStr(password)),
+                skip_verification=True,
+            )
+            return str(service.id)
+
+        # Playwright's sync API owns this thread's event loop: run the use case in another thread.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(anyio.run, create).result()
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _sign_in(browser: Browser, server_url: str, platform: Platform) -> Iterator[Session]:
+    email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+    create_user(platform, email)
+    context = browser.new_context(base_url=server_url, viewport={"width": 1000, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    try:
+        yield Session(page, email, platform, server_url)
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def session(browser: Browser, server_url: str, server_platform: Platform) -> Iterator[Session]:
+    yield from _sign_in(browser, server_url, server_platform)
+
+
+def _open_wizard(s: Session) -> Page:
+    page = s.page
+    page.goto(f"/projects/{s.project()}/services/new")
+    expect(page.get_by_role("heading", name="New service")).to_be_visible()
+    return page
+
+
+def _test_connection(page: Page) -> None:
+    button = page.get_by_role("button", name="Test Connection")
+    button.click()
+    expect(button).to_be_enabled()  # disabled while the test runs
+
+
+def test_wizard_private_image_test_then_save(session: Session, lab: Lab) -> None:
+    page = _open_wizard(session)
+    expect(page.get_by_label("Docker Image")).to_be_checked()
+    expect(page.get_by_label(re.compile("Git repository"))).to_be_disabled()
+    section = page.locator("#private-registry")
+    expect(section).to_be_hidden()
+
+    page.get_by_label("Service name").fill("api")
+    image = page.get_by_label("Image reference")
+    image.fill(lab.token.host + "/acme/Api:v1")
+    expect(page.locator("#image-error")).to_contain_text("lower-case")
+    expect(image).to_have_attribute("aria-invalid", "true")
+    image.fill(lab.token.ref("acme/api:v1"))
+    expect(page.locator("#image-error")).to_have_text("")
+    expect(section).to_be_visible()
+    expect(page.locator("#image-access")).to_contain_text("private")
+    assert section.get_attribute("open") is None  # collapsed until the user opens it
+    page.get_by_text("Private Registry Credentials").click()
+    expect(page.get_by_label("Registry URL")).to_have_value(lab.token.host)
+
+    save = page.get_by_role("button", name="Create service")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password or token").fill(lab.token.users["alice"])
+    expect(save).to_be_disabled()
+    expect(page.get_by_label("Save without verifying")).to_be_disabled()
+
+    _test_connection(page)
+    result = page.locator("[data-result]")
+    expect(result).to_have_attribute("aria-live", "polite")
+    expect(result).to_contain_text("Connection works")
+    expect(result).to_contain_text(" ms")
+    expect(save).to_be_enabled()
+    session.shot("wizard-test-passed")
+
+    page.get_by_label("Username").fill("bob")  # any change disables Save again
+    expect(save).to_be_disabled()
+    expect(page.locator("[data-gate]")).to_contain_text("values changed")
+    _test_connection(page)
+    expect(result).to_contain_text("The registry rejected these credentials")
+    expect(result).to_contain_text("auth_failed")
+    expect(save).to_be_disabled()
+    page.get_by_label("Username").fill("alice")
+    expect(save).to_be_disabled()  # the newest test was for other values
+    _test_connection(page)
+    expect(result).to_contain_text("Connection works")
+    expect(save).to_be_enabled()
+
+    save.click()
+    expect(page).to_have_url(re.compile(r"/services/[0-9a-f-]+\?created=1$"))
+    summary = page.locator("[data-credentials-summary]")
+    expect(summary).to_contain_text(f"{lab.token.host} as al•••e")
+    expect(summary.locator("[data-verification]")).to_have_text("verified just now")
+    assert lab.token.users["alice"] not in page.content()
+
+
+def test_public_image_shows_no_credentials_section(session: Session, lab: Lab) -> None:
+    page = _open_wizard(session)
+    page.get_by_label("Service name").fill("hello")
+    page.get_by_label("Image reference").fill(lab.token.ref("public/hello:latest"))
+    expect(page.locator("#image-access")).to_contain_text("needs no credentials")
+    expect(page.locator("#private-registry")).to_be_hidden()
+    save = page.get_by_role("button", name="Create service")
+    expect(save).to_be_enabled()
+    save.click()
+    expect(page.locator("[data-credentials-summary]")).to_contain_text("none (anonymous pulls)")
+
+
+def test_failed_test_then_save_without_verifying(session: Session, lab: Lab) -> None:
+    page = _open_wizard(session)
+    page.get_by_label("Service name").fill("api")
+    page.get_by_label("Image reference").fill(lab.token.ref("acme/api:v1"))
+    page.get_by_text("Private Registry Credentials").click()
+    expect(page.get_by_label("Registry URL")).to_have_value(lab.token.host)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password or token").fill("not-the-password")
+    _test_connection(page)
+    result = page.locator("[data-result]")
+    expect(result).to_contain_text("The registry rejected these credentials")
+    expect(result).to_contain_text("auth_failed")
+    expect(result).to_contain_text(" ms")
+    save = page.get_by_role("button", name="Create service")
+    expect(save).to_be_disabled()
+    skip = page.get_by_label("Save without verifying")
+    expect(skip).to_be_enabled()
+    session.shot("wizard-test-failed")
+    skip.check()
+    expect(save).to_be_enabled()
+    save.click()
+    expect(page.locator("[data-verification]")).to_have_text("saved without verifying")
+
+
+def test_settings_edit_keeps_the_password(session: Session, lab: Lab) -> None:
+    # bob with alice's password: a wrong pair, stored without verifying.
+    service_id = session.service_with_credentials(lab, username="bob", password=lab.token.users["alice"])
+    page = session.page
+    page.goto(f"/services/{service_id}/settings")
+    group = page.locator("[data-current]")
+    expect(group.locator("[data-current-registry]")).to_have_text(lab.token.host)
+    expect(group.locator("[data-current-username]")).to_have_text("b•••")
+    expect(group.locator("[data-current-password]")).to_have_text("••••••••")
+    expect(group.locator("[data-verification]")).to_have_text("saved without verifying")
+    editor = page.locator("[data-editor]")
+    expect(editor).to_be_hidden()
+
+    page.get_by_role("link", name="Edit credentials").click()
+    expect(editor).to_be_visible()
+    expect(page.get_by_label("Registry URL")).to_be_focused()
+    expect(page.get_by_label("Password or token")).to_have_value("")
+    expect(page.get_by_label("Password or token")).to_have_attribute("placeholder", "•••••••• (unchanged)")
+    save = page.get_by_role("button", name="Save", exact=True)
+    expect(save).to_be_disabled()
+    page.get_by_label("Username").fill("alice")  # the password is left as it is
+    _test_connection(page)
+    expect(page.locator("[data-result]")).to_contain_text("Connection works")
+    expect(save).to_be_enabled()
+    save.click()
+    expect(page).to_have_url(re.compile(r"\?saved=passed#private-registry$"))
+    expect(page.locator(".note")).to_contain_text("Credentials saved")
+    expect(group.locator("[data-current-username]")).to_have_text("al•••e")
+    expect(group.locator("[data-verification]")).to_have_text("verified just now")
+    session.shot("settings-private-registry")
+
+    # The stored (kept) password still works: Test Connection with only the service id.
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+    check = page.request.post(
+        "/-/test-connection", data={"service_id": service_id}, headers={"X-CSRF-Token": token}
+    )
+    assert check.ok, check.text()
+    assert check.json()["ok"] is True, check.text()
+
+
+def test_remove_asks_for_confirmation(session: Session, lab: Lab) -> None:
+    service_id = session.service_with_credentials(lab, username="alice", password=lab.token.users["alice"])
+    page = session.page
+    page.goto(f"/services/{service_id}/settings")
+    dialog = page.locator("dialog[data-remove-dialog]")
+    page.get_by_role("link", name="Remove credentials").click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("anonymous pulls")
+    expect(dialog).to_contain_text("next deploy will fail")
+    session.shot("settings-remove-dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("[data-current-username]")).to_have_text("al•••e")
+
+    page.get_by_role("link", name="Remove credentials").click()
+    dialog.get_by_role("button", name="Remove credentials").click()
+    expect(page.locator(".note")).to_contain_text("Credentials removed")
+    add = page.get_by_role("link", name="+ Add private registry credentials")
+    expect(add).to_be_visible()
+    expect(page.locator("[data-current]")).to_have_count(0)
+    add.focus()
+    page.keyboard.press("Enter")  # keyboard reveals the form too
+    expect(page.get_by_label("Registry URL")).to_be_focused()
+    expect(page.get_by_label("Registry URL")).to_have_value(lab.token.host)
+
+
+def test_rate_limit_shows_a_soft_message(session: Session, lab: Lab) -> None:
+    page = _open_wizard(session)
+    page.get_by_label("Image reference").fill(lab.token.ref("acme/api:v1"))
+    page.get_by_text("Private Registry Credentials").click()
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password or token").fill("wrong")
+    result = page.locator("[data-result]")
+    for _ in range(5):
+        _test_connection(page)
+        expect(result).to_contain_text("The registry rejected these credentials")
+    page.get_by_role("button", name="Test Connection").click()
+    expect(result).to_contain_text(
+        re.compile(r"You've run 5 tests in the last minute — try again in \d+ seconds")
+    )
+    expect(result.locator(".outcome.soft")).to_be_visible()
+    expect(page.get_by_role("heading", name="New service")).to_be_visible()  # not an error page
+    expect(page.get_by_role("button", name="Test Connection")).to_be_disabled()
+    session.shot("wizard-rate-limited")
+
+
+def test_another_users_service_is_the_404_page(
+    session: Session, browser: Browser, server_url: str, server_platform: Platform, lab: Lab
+) -> None:
+    service_id = session.service_with_credentials(lab, username="alice", password="whatever")
+    for stranger in _sign_in(browser, server_url, server_platform):
+        for path in (f"/services/{service_id}", f"/services/{service_id}/settings"):
+            response = stranger.page.goto(path)
+            assert response is not None and response.status == 404
+            expect(stranger.page.get_by_role("heading", name="Not found")).to_be_visible()
+            assert "al" + "•••" not in stranger.page.content()
+
+
+def test_wizard_works_without_javascript(
+    browser: Browser, server_url: str, server_platform: Platform, lab: Lab
+) -> None:
+    email = f"nojs-{uuid.uuid4().hex[:10]}@example.com"
+    create_user(server_platform, email)
+    project_id = create_project(server_platform, email)
+    context = browser.new_context(base_url=server_url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.goto(f"/projects/{project_id}/services/new")
+        page.get_by_label("Service name").fill("api")
+        page.get_by_label("Image reference").fill(lab.token.ref("acme/api:v1"))
+        page.get_by_role("button", name="Check image").click()
+        expect(page.locator("#image-access")).to_contain_text("private")
+        page.get_by_text("Private Registry Credentials").click()
+        expect(page.get_by_label("Registry URL")).to_have_value(lab.token.host)
+        page.get_by_label("Username").fill("alice")
+        page.get_by_label("Password or token").fill(lab.token.users["alice"])
+        page.get_by_role("button", name="Create service").click()  # the server verifies before saving
+        expect(page.locator("[data-verification]")).to_have_text("verified just now")
+    finally:
+        context.close()
