@@ -1,0 +1,221 @@
+"""Load on the Test Connection API, against the token lab registry, with a raw lower bound in one run.
+
+1. 100 concurrent Test Connections from 20 users (5 each: the per-user limit) through a real
+   `guara serve`, against the same 100 preflights made directly with bare httpx (GET /v2/, token,
+   HEAD manifest), concurrently. Reports p50/p95 and the ratio of p50s (goal: <= 1.5).
+2. 50 concurrent Test Connections against a registry that never answers (a TCP listener that accepts
+   and stays silent): every one must end as `timeout` between 8.0 and 8.5 s, while /healthz is polled
+   and its p99 stays under 100 ms.
+
+Run: python bench/api_load.py   (needs /usr/bin/docker-registry; everything stays on loopback)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from guara.core import accounts  # noqa: E402
+from tests.conftest import build_platform  # noqa: E402
+from tests.lab import Lab, start_lab  # noqa: E402
+
+MANIFEST_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A loopback listener that accepts connections and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@contextlib.contextmanager
+def guara_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    port = _free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "guara.cli", "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(log.read_text())
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def raw_preflight(lab: Lab, user: str, password: str) -> float:
+    """The three requests of a preflight with bare httpx: the lower bound guara is compared with."""
+    started = time.perf_counter()
+    async with httpx.AsyncClient(verify=lab.ssl_context(), trust_env=False) as client:
+        ping = await client.get(f"{lab.token.url}/v2/")
+        assert ping.status_code == 401
+        token = await client.get(
+            lab.issuer.realm,
+            params={"service": lab.token.service, "scope": "repository:acme/api:pull", "account": user},
+            auth=(user, password),
+        )
+        bearer = token.json()["token"]
+        head = await client.head(
+            f"{lab.token.url}/v2/acme/api/manifests/v1",
+            headers={"Authorization": f"Bearer {bearer}", "Accept": MANIFEST_ACCEPT},
+        )
+        assert head.status_code == 200
+    return (time.perf_counter() - started) * 1000
+
+
+async def api_test(
+    client: httpx.AsyncClient, token: str, body: dict[str, str]
+) -> tuple[float, dict[str, object]]:
+    started = time.perf_counter()
+    response = await client.post(
+        "/api/v1/registry/test", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200, response.text
+    return elapsed, response.json()
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, start_lab(Path(tmp) / "lab") as lab:
+        data = Path(tmp) / "data"
+        env = {
+            "GUARA_DATA_DIR": str(data),
+            "GUARA_DATABASE_URL": f"sqlite:///{data / 'guara.db'}",
+            "GUARA_MASTER_KEY_FILE": str(data / "master.key"),
+            "GUARA_SSRF_ALLOW": "127.0.0.0/8",
+            "GUARA_EXTRA_CA_FILE": str(lab.ca_file),
+        }
+        from guara.secrets import ensure_key_file
+
+        ensure_key_file(data / "master.key")
+        platform = build_platform(env)
+        tokens = []
+        with platform.db.session() as session:
+            for i in range(31):
+                accounts.create_user(session, email=f"load{i}@example.com", password="load-password")
+                tokens.append(accounts.create_api_token(session, email=f"load{i}@example.com"))
+        platform.db.dispose()
+        password = lab.token.users["alice"]
+        server_env = {**{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}, **env}
+        with guara_server(server_env, Path(tmp) / "server.log") as url:
+            # Warm both paths once (imports, TLS contexts, first DB connections).
+            await raw_preflight(lab, "alice", password)
+            body = {"image": lab.token.ref("acme/api:v1"), "username": "alice", "password": password}
+            async with httpx.AsyncClient(
+                base_url=url, timeout=30, limits=httpx.Limits(max_connections=200)
+            ) as api:
+                await api_test(api, tokens[30], body)
+
+                raw = await asyncio.gather(*(raw_preflight(lab, "alice", password) for _ in range(100)))
+                results = await asyncio.gather(*(api_test(api, tokens[i % 20], body) for i in range(100)))
+                assert all(r["ok"] for _, r in results), [r for _, r in results if not r["ok"]][:1]
+                api_ms = [ms for ms, _ in results]
+                print("100 concurrent Test Connections, 20 users, token lab registry")
+                print(
+                    f"  raw httpx lower bound: p50 {statistics.median(raw):7.1f} ms  p95 {percentile(raw, 0.95):7.1f} ms"
+                )
+                print(
+                    f"  guara API:             p50 {statistics.median(api_ms):7.1f} ms  p95 {percentile(api_ms, 0.95):7.1f} ms"
+                )
+                print(
+                    f"  ratio of p50s: {statistics.median(api_ms) / statistics.median(raw):.2f} (goal <= 1.5)"
+                )
+
+                with blackhole() as port:
+                    hole = {"image": f"127.0.0.1:{port}/acme/api:v1"}
+                    health: list[float] = []
+                    done = asyncio.Event()
+
+                    async def poll_health() -> None:
+                        async with httpx.AsyncClient(base_url=url, timeout=5) as probe:
+                            while not done.is_set():
+                                started = time.perf_counter()
+                                assert (await probe.get("/healthz")).status_code == 200
+                                health.append((time.perf_counter() - started) * 1000)
+                                await asyncio.sleep(0.05)
+
+                    poller = asyncio.create_task(poll_health())
+                    hung = await asyncio.gather(
+                        *(api_test(api, tokens[20 + i % 10], hole) for i in range(50))
+                    )
+                    done.set()
+                    await poller
+                codes = {r["code"] for _, r in hung}
+                walls = [ms for ms, _ in hung]
+                reported = [int(r["elapsed_ms"]) for _, r in hung]  # type: ignore[call-overload]
+                print("50 concurrent Test Connections against a registry that never answers")
+                print(
+                    f"  codes: {sorted(codes)}; preflight elapsed {min(reported)}..{max(reported)} ms; "
+                    f"request wall {min(walls):.0f}..{max(walls):.0f} ms (bound 8000..8500)"
+                )
+                print(
+                    f"  /healthz during it: {len(health)} probes, p50 {statistics.median(health):.1f} ms, "
+                    f"p99 {percentile(health, 0.99):.1f} ms (goal < 100)"
+                )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
