@@ -29,9 +29,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from guara.core import accounts  # noqa: E402
-from tests.conftest import build_platform  # noqa: E402
-from tests.lab import Lab, start_lab  # noqa: E402
+from tests.conftest import build_platform
+from tests.lab import Lab, start_lab
+
+from guara.core import accounts
 
 MANIFEST_ACCEPT = ", ".join(
     [
