@@ -166,6 +166,9 @@ class FakeServer:
                 continue
             except OSError:
                 return
+            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle waits for the
+            # client's delayed ACK (40 ms) before sending the body.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 self._open.add(conn)
