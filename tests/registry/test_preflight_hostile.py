@@ -4,9 +4,11 @@ on time with the right code, cap what it reads, and never let the guard be bypas
 from __future__ import annotations
 
 import gzip
+import socket
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from guara.registry import PreflightCode, PreflightResult, preflight
@@ -86,6 +88,31 @@ async def test_a_token_server_trickling_its_answer(fakes: Fakes, lab_ca_file: Pa
     result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
     assert result.code is PreflightCode.TIMEOUT
     assert 8.0 <= time.monotonic() - started < 8.5
+
+
+@pytest.mark.slow
+async def test_a_blackhole(lab_ca_file: Path) -> None:
+    # A listener that never accepts, with a backlog of 0: the first connection completes and waits
+    # for a TLS answer that never comes; the queue is then full, so the next SYNs are dropped and
+    # that connect hangs. Both preflights must end on the deadline.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        image = f"127.0.0.1:{hole.getsockname()[1]}/acme/api:v1"
+        outcomes: list[tuple[PreflightResult, float]] = []
+
+        async def one() -> None:
+            started = time.monotonic()
+            result = await run(lab_ca_file, image)
+            outcomes.append((result, time.monotonic() - started))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(one)
+    assert len(outcomes) == 3
+    for result, elapsed in outcomes:
+        assert result.code is PreflightCode.TIMEOUT
+        assert 8.0 <= elapsed < 8.5
 
 
 async def test_a_shorter_budget_is_one_budget_too(fakes: Fakes, lab_ca_file: Path) -> None:
@@ -476,3 +503,14 @@ async def test_ipv6_loopback_registry(fakes: Fakes, lab_ca_file: Path) -> None:
     assert result.ok, result
     blocked = await run(lab_ca_file, f"{registry.host}/acme/api:v1", ssrf_allow=("127.0.0.0/8",))
     assert blocked.code is PreflightCode.SSRF_BLOCKED
+
+
+async def test_plain_http_registry_when_allowed(fakes: Fakes, lab_ca_file: Path) -> None:
+    plain = fakes.start(
+        lambda seen: Reply.json(200, {}) if seen.path == "/v2/" else manifest_reply(seen), tls=False
+    )
+    result = await run(lab_ca_file, f"{plain.host}/acme/api:v1", registry=plain.url, allow_http=True)
+    assert result.ok, result
+    refused = await run(lab_ca_file, f"{plain.host}/acme/api:v1", registry=plain.url)
+    assert refused.code is PreflightCode.INVALID_URL
+    assert plain.connections == 1
