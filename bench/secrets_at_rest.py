@@ -1,6 +1,6 @@
 """Benchmark of guara.secrets: sealing overhead over raw AES-GCM, HKDF cost, and key caching.
 
-Run: python bench/secrets.py [--rounds N]
+Run: python bench/secrets_at_rest.py [--rounds N]
 
 Prints medians measured in this run and their ratios; it asserts no timing. It does check (and exits 1
 otherwise) that one ProjectKeys derives one key per project for a page of 1,000 services across 10
