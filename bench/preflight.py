@@ -26,7 +26,6 @@ import argparse
 import shutil
 import ssl
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -52,15 +51,24 @@ from guara.registry import trust as trust_module
 
 ALLOW = ("127.0.0.0/8",)
 USER = "alice"
+SKOPEO = "skopeo inspect --raw (peer)"
 
 
-async def timed(label: str, iterations: int, call: Callable[[], Awaitable[object]]) -> list[float]:
-    await call()  # one untimed call: imports, first-use costs
-    samples = []
-    for _ in range(iterations):
-        started = time.perf_counter()
+async def measure(
+    calls: dict[str, Callable[[], Awaitable[object]]], iterations: int, *, every: dict[str, int]
+) -> dict[str, list[float]]:
+    """Round-robin over the variants (so load from elsewhere hits them alike); ``every[label] = n``
+    runs that variant only every n-th round. One untimed warm-up call each."""
+    for call in calls.values():
         await call()
-        samples.append((time.perf_counter() - started) * 1000)
+    samples: dict[str, list[float]] = {label: [] for label in calls}
+    for round_number in range(iterations):
+        for label, call in calls.items():
+            if round_number % every.get(label, 1):
+                continue
+            started = time.perf_counter()
+            await call()
+            samples[label].append((time.perf_counter() - started) * 1000)
     return samples
 
 
@@ -152,7 +160,6 @@ def skopeo_call(lab: Lab, cert_dir: Path) -> Callable[[], Awaitable[object]]:
 async def main(iterations: int, lab_as_is: bool) -> None:
     if not lab_as_is:
         lab_issuer._IssuerHandler.disable_nagle_algorithm = True  # see the module docstring
-    results: dict[str, list[float]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="guara-bench-") as workdir,
         start_lab(Path(workdir) / "lab") as lab,
@@ -160,13 +167,12 @@ async def main(iterations: int, lab_as_is: bool) -> None:
         cert_dir = Path(workdir) / "certs"
         cert_dir.mkdir()
         shutil.copy(lab.ca_file, cert_dir / "ca.crt")
-        for label, call in bench_calls(lab).items():
-            results[label] = await timed(label, iterations, call)
+        calls = bench_calls(lab)
         try:
-            peer = skopeo_call(lab, cert_dir)
-            results["skopeo inspect --raw (peer)"] = await timed("skopeo", max(iterations // 4, 5), peer)
-        except (FileNotFoundError, RuntimeError, subprocess.SubprocessError) as exc:
-            print(f"skopeo skipped: {exc}")
+            calls[SKOPEO] = skopeo_call(lab, cert_dir)
+        except FileNotFoundError:
+            print("skopeo not installed: peer skipped")
+        results = await measure(calls, iterations, every={SKOPEO: 4})
     report(results, iterations, lab_as_is)
 
 
