@@ -120,9 +120,14 @@ class Session:
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(anyio.run, create).result()
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, selector: str | None = None) -> None:
+        """A full-page screenshot, or of one element (small enough for the README)."""
         ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        path = str(ARTIFACTS / f"{name}.png")
+        if selector:
+            self.page.locator(selector).screenshot(path=path)
+        else:
+            self.page.screenshot(path=path, full_page=True)
 
 
 def _sign_in(browser: Browser, server_url: str, platform: Platform) -> Iterator[Session]:
@@ -193,6 +198,7 @@ def test_wizard_private_image_test_then_save(session: Session, lab: Lab) -> None
     expect(result).to_contain_text(" ms")
     expect(save).to_be_enabled()
     session.shot("wizard-test-passed")
+    session.shot("wizard-credentials-section", "#private-registry")
 
     page.get_by_label("Username").fill("bob")  # any change disables Save again
     expect(save).to_be_disabled()
@@ -281,6 +287,7 @@ def test_settings_edit_keeps_the_password(session: Session, lab: Lab) -> None:
     expect(group.locator("[data-current-username]")).to_have_text("al•••e")
     expect(group.locator("[data-verification]")).to_have_text("verified just now")
     session.shot("settings-private-registry")
+    session.shot("settings-private-registry-card", "#private-registry")
 
     # The stored (kept) password still works: Test Connection with only the service id.
     token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
@@ -315,6 +322,16 @@ def test_remove_asks_for_confirmation(session: Session, lab: Lab) -> None:
     page.keyboard.press("Enter")  # keyboard reveals the form too
     expect(page.get_by_label("Registry URL")).to_be_focused()
     expect(page.get_by_label("Registry URL")).to_have_value(lab.token.host)
+
+    page.get_by_role("link", name="shop").click()
+    page.get_by_role("link", name="Audit log").click()
+    rows = page.locator("table.audit tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Removed registry credentials")
+    expect(rows.nth(0)).to_contain_text(session.email)
+    expect(rows.nth(1)).to_contain_text("saved without verifying")
+    expect(rows.nth(1).locator(".badge")).to_have_text("overridden")
+    session.shot("audit-log")
 
 
 def test_rate_limit_shows_a_soft_message(session: Session, lab: Lab) -> None:

@@ -23,11 +23,12 @@ def _setup(
     http: TestClient, email: str = "first@example.com", password: str = "first-password"
 ) -> httpx.Response:
     page = http.get("/setup")
-    return http.post(
+    response: httpx.Response = http.post(
         "/setup",
         data={"email": email, "password": password, "csrf_token": _form_csrf(page.text)},
         follow_redirects=False,
     )
+    return response
 
 
 def test_empty_install_offers_first_account_once(platform: Platform) -> None:
