@@ -31,7 +31,7 @@ from .errors import (
     TLSFailed,
     UnsupportedChallenge,
 )
-from .preflight import PreflightCode, PreflightResult, preflight
+from .preflight import FailureContext, PreflightCode, PreflightResult, failure_mapping, preflight
 from .reference import (
     DOCKER_HUB,
     DOCKER_HUB_API_HOST,
@@ -64,6 +64,7 @@ __all__ = [
     "DestinationRefused",
     "Diagnostic",
     "DigestMismatch",
+    "FailureContext",
     "ImageReference",
     "InsecureURLRefused",
     "InvalidReference",
@@ -88,6 +89,7 @@ __all__ = [
     "Token",
     "UnsupportedChallenge",
     "compute_digest",
+    "failure_mapping",
     "is_digest",
     "parse_image_reference",
     "parse_registry",

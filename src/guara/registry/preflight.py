@@ -1,7 +1,7 @@
 """Test Connection: a real preflight against a registry, under one wall-clock deadline.
 
 ``GET /v2/`` → (Basic re-check | Bearer token exchange) → ``HEAD`` the manifest. Every failure ends
-as exactly one of six codes, decided in one place: ``_failure_mapping``. The table it implements
+as exactly one of six codes, decided in one place: ``failure_mapping``. The table it implements
 (DESIGN §1 made concrete):
 
 ==========================================================  ====================
@@ -127,9 +127,9 @@ async def preflight(
     deadline = Deadline(timeout)
     policy = GuardPolicy(allow=parse_allow_list(ssrf_allow), resolver=resolver)
     secret = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
-    context = _Context(timeout=timeout)
+    context = FailureContext(timeout=timeout)
     descriptor: ManifestDescriptor | None = None
-    with _failure_mapping(context):
+    with failure_mapping(context):
         context.image = image_ref = parse_image_reference(image)
         location = _registry_location(image_ref, registry, allow_http=allow_http)
         context.location = location
@@ -179,8 +179,11 @@ def _registry_location(image: ImageReference, registry: str | None, *, allow_htt
 
 
 @dataclass
-class _Context:
-    """What the preflight knew when it failed; the messages are built from it."""
+class FailureContext:
+    """What the operation knew when it failed; the messages are built from it. Fill ``image``,
+    ``location``, ``credentials_given`` and ``session`` as they become known, inside
+    ``failure_mapping``; afterwards ``code`` and ``message`` hold the outcome (None/"" on success).
+    Public so deploy's image resolution maps failures exactly like Test Connection."""
 
     timeout: float
     image: ImageReference | None = None
@@ -200,15 +203,18 @@ class _Context:
 
 
 @contextlib.contextmanager
-def _failure_mapping(context: _Context) -> Iterator[None]:
-    """The one place where a preflight failure becomes a code and a message (see the module table)."""
+def failure_mapping(context: FailureContext) -> Iterator[None]:
+    """The one place where a registry failure becomes a code and a message (see the module table).
+
+    ``with failure_mapping(context): ...`` swallows every ``RegistryClientError`` raised inside and
+    records its code and message in ``context``; any other exception propagates (a bug)."""
     try:
         yield
     except RegistryClientError as exc:
         context.fail(*_classify(exc, context))
 
 
-def _classify(exc: RegistryClientError, context: _Context) -> tuple[PreflightCode, str]:
+def _classify(exc: RegistryClientError, context: FailureContext) -> tuple[PreflightCode, str]:
     code = PreflightCode
     detail = str(exc)
     if isinstance(exc, InvalidReference):
@@ -262,11 +268,11 @@ def _classify(exc: RegistryClientError, context: _Context) -> tuple[PreflightCod
     return code.NETWORK_ERROR, detail
 
 
-def _credentials_accepted(context: _Context) -> bool:
+def _credentials_accepted(context: FailureContext) -> bool:
     return context.session is not None and context.session.credentials_accepted
 
 
-def _success_message(context: _Context, descriptor: ManifestDescriptor) -> str:
+def _success_message(context: FailureContext, descriptor: ManifestDescriptor) -> str:
     assert context.image is not None
     assert context.session is not None
     image = context.image
@@ -284,3 +290,8 @@ def _success_message(context: _Context, descriptor: ManifestDescriptor) -> str:
     else:
         how = "anonymous token accepted"
     return f"found {shown} ({short}); {how}" if image.digest is None else f"found {shown}; {how}"
+
+
+# Earlier private names, still imported by guara.deploy.resolve; use the public ones.
+_Context = FailureContext
+_failure_mapping = failure_mapping
