@@ -130,3 +130,28 @@ def kubeconfig(server_url: str, token: str = "fake-cluster-token") -> str:
             "current-context": "fake",
         }
     )
+
+
+def static_registry(routes: dict[str, tuple[int, str, bytes]]) -> type[BaseHTTPRequestHandler]:
+    """An anonymous registry serving `routes[path] = (status, content type, body)`; 404 elsewhere."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            status, content_type, body = routes.get(self.path.split("?")[0], (404, "application/json", b"{}"))
+            if self.path == "/v2/":
+                status, content_type, body = 200, "application/json", b"{}"
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+    return Handler

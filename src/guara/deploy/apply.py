@@ -14,8 +14,10 @@ applied Secret does not come back into this process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -47,9 +49,10 @@ class KubernetesApplier:
         self._request_timeout = request_timeout
 
     @classmethod
-    def from_environment(cls) -> KubernetesApplier:
-        """In-cluster service account when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
-        return cls(load_configuration)
+    def from_environment(cls, *, kubeconfig: str | os.PathLike[str] | None = None) -> KubernetesApplier:
+        """In-cluster service account when running in a pod, else ``kubeconfig`` or, when None, the
+        client's default (``KUBECONFIG`` as it was when the process started, else ~/.kube/config)."""
+        return cls(functools.partial(load_configuration, kubeconfig=kubeconfig))
 
     async def apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
         await anyio.to_thread.run_sync(self._apply_all, list(objects))
@@ -93,8 +96,9 @@ class KubernetesApplier:
         logger.info("applied %s %s%s", kind, f"{namespace}/" if namespace else "", name)
 
 
-def load_configuration() -> Any:
-    """A client configuration from the service account (in a pod) or the kubeconfig."""
+def load_configuration(*, kubeconfig: str | os.PathLike[str] | None = None) -> Any:
+    """A client configuration from the service account (in a pod) or the kubeconfig. The kubeconfig is
+    only read: refreshed tokens are not written back to it."""
     import kubernetes.client
     import kubernetes.config
 
@@ -104,7 +108,11 @@ def load_configuration() -> Any:
         loaders.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         try:
-            loaders.load_kube_config(client_configuration=configuration)
+            loaders.load_kube_config(
+                config_file=None if kubeconfig is None else os.fspath(kubeconfig),
+                client_configuration=configuration,
+                persist_config=False,
+            )
         except (kubernetes.config.ConfigException, OSError) as exc:
             raise ApplyFailed(
                 "no Kubernetes configuration: guara runs neither in a pod with a service account nor "

@@ -1,0 +1,190 @@
+"""Applying to Kubernetes with the official client, against a tiny fake API server on loopback.
+
+The fake records each request: the tests check the server-side apply protocol (PATCH,
+``application/apply-patch+yaml``, ``fieldManager=guara``, ``force=true``), the order, the paths, and
+that the cluster receives the real Secret while the API only ever shows the redacted one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import pytest
+from pydantic import SecretStr
+
+from guara.core import deployments
+from guara.core.platform import Platform
+from guara.deploy import ApplyFailed, KubernetesApplier, PullCredentials, ResolvedImage, render_workload
+from guara.deploy.platforms import parse_platform
+from guara.registry import parse_image_reference, parse_registry
+from tests.conftest import build_platform
+from tests.deploy.conftest import credentials, deploy
+from tests.deploy.fakes import FakeKubernetes, kubeconfig
+from tests.lab import ALICE_PASSWORD, Lab, LabServer, start_https_server
+from tests.support import ApiUser, make_client
+
+PASSWORD = "s3cret-pull-token"
+
+
+@pytest.fixture
+def fake_cluster() -> Iterator[tuple[FakeKubernetes, LabServer]]:
+    fake = FakeKubernetes()
+    server = start_https_server(fake.handler(), tls=False)
+    yield fake, server
+    server.stop()
+
+
+def _configuration(server: LabServer) -> kubernetes.client.Configuration:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = server.url
+    configuration.api_key = {"BearerToken": "cluster-token"}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    return configuration
+
+
+def _objects() -> tuple[dict[str, Any], ...]:
+    image = ResolvedImage(
+        reference=parse_image_reference("ghcr.io/acme/web:v1"),
+        digest="sha256:" + "a" * 64,
+        index_digest=None,
+        platform=parse_platform("linux/amd64"),
+        config_digest="sha256:" + "c" * 64,
+        with_credentials=True,
+        elapsed_ms=1,
+    )
+    rendered = render_workload(
+        image,
+        project_id=uuid.UUID(int=1),
+        service_id=uuid.uuid4(),
+        service_name="web",
+        deployment_id=uuid.uuid4(),
+        credentials=PullCredentials(parse_registry("ghcr.io"), "robot", SecretStr(PASSWORD)),
+    )
+    return rendered.objects
+
+
+@pytest.mark.anyio
+async def test_server_side_apply_in_order(fake_cluster: tuple[FakeKubernetes, LabServer]) -> None:
+    fake, server = fake_cluster
+    objects = _objects()
+    await KubernetesApplier(_configuration(server)).apply(objects)
+    namespace = objects[0]["metadata"]["name"]
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("PATCH", f"/api/v1/namespaces/{namespace}"),
+        ("PATCH", f"/api/v1/namespaces/{namespace}/secrets/web-registry"),
+        ("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web"),
+    ]
+    for request, obj in zip(fake.requests, objects, strict=True):
+        assert request.content_type == "application/apply-patch+yaml"
+        assert request.query["fieldManager"] == ["guara"]
+        assert request.query["force"] == ["true"]
+        assert request.authorization == "Bearer cluster-token"
+        assert request.body == obj
+
+
+@pytest.mark.anyio
+async def test_refusals_become_apply_failed_without_quoting_secrets(
+    fake_cluster: tuple[FakeKubernetes, LabServer],
+) -> None:
+    fake, server = fake_cluster
+    objects = _objects()
+    fake.refuse["/deployments/web"] = (422, 'Deployment.apps "web" is invalid: spec.replicas: bad')
+    with pytest.raises(ApplyFailed) as caught:
+        await KubernetesApplier(_configuration(server)).apply(objects)
+    assert caught.value.kind == "Deployment" and caught.value.status == 422
+    assert "spec.replicas: bad" in str(caught.value)
+
+    fake.refuse.clear()
+    data = objects[1]["data"][".dockerconfigjson"]
+    fake.refuse["/secrets/web-registry"] = (422, f'Secret "web-registry" is invalid: data: "{data}"')
+    with pytest.raises(ApplyFailed) as refused:
+        await KubernetesApplier(_configuration(server)).apply(objects)
+    assert refused.value.kind == "Secret"
+    assert data not in str(refused.value) and PASSWORD not in str(refused.value)
+    assert "422" in str(refused.value)
+
+
+@pytest.mark.anyio
+async def test_unreachable_cluster_is_apply_failed(fake_cluster: tuple[FakeKubernetes, LabServer]) -> None:
+    _fake, server = fake_cluster
+    configuration = _configuration(server)
+    server.stop()
+    configuration.retries = 0
+    with pytest.raises(ApplyFailed, match="could not reach the Kubernetes API"):
+        await KubernetesApplier(configuration, request_timeout=2).apply(_objects())
+
+
+@pytest.mark.anyio
+async def test_missing_configuration_is_apply_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ApplyFailed, match="no Kubernetes configuration"):
+        await KubernetesApplier.from_environment(kubeconfig=tmp_path / "absent").apply(_objects())
+
+
+@pytest.fixture
+def kubernetes_platform(
+    lab_env: dict[str, str],
+    fake_cluster: tuple[FakeKubernetes, LabServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Platform]:
+    _fake, server = fake_cluster
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig(server.url))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    platform = build_platform({**lab_env, "GUARA_RUNTIME": "kubernetes"})
+    # GUARA_RUNTIME=kubernetes gives the platform a KubernetesApplier with the client's default
+    # configuration; the kubeconfig path (read by the client at import) is given explicitly here.
+    assert isinstance(deployments.runner_for(platform).applier, KubernetesApplier)
+    deployments.configure_runner(platform, applier=KubernetesApplier.from_environment(kubeconfig=config))
+    yield platform
+    platform.db.dispose()
+
+
+@pytest.mark.lab
+def test_runtime_kubernetes_applies_the_real_secret_and_shows_the_redacted_one(
+    kubernetes_platform: Platform, fake_cluster: tuple[FakeKubernetes, LabServer], lab: Lab
+) -> None:
+    fake, _server = fake_cluster
+    with make_client(kubernetes_platform) as http:
+        client = ApiUser.sign_up(http, kubernetes_platform, "owner@example.com")
+        project_id = client.project()
+        created = client.post(
+            f"/projects/{project_id}/services",
+            json={
+                "name": "api",
+                "image": lab.token.ref("acme/api:v1"),
+                "registry_credentials": credentials(lab),
+            },
+        )
+        assert created.status_code == 201, created.text
+        service_id = created.json()["id"]
+        done = deploy(client, service_id)
+        assert done["status"] == "succeeded", done["message"]
+        assert "applied to Kubernetes namespace" in done["message"]
+
+        assert fake.kinds() == ["Namespace", "Secret", "Deployment"]
+        assert all(r.authorization == "Bearer fake-cluster-token" for r in fake.requests)
+        applied_secret = fake.requests[1].body
+        config = json.loads(base64.b64decode(applied_secret["data"][".dockerconfigjson"]))
+        assert config["auths"][lab.token.host]["username"] == "alice"
+        assert config["auths"][lab.token.host]["password"] == ALICE_PASSWORD
+        shown = {m["kind"]: m for m in done["manifests"]}
+        assert shown["Secret"]["data"] == {".dockerconfigjson": "[REDACTED]"}
+        assert fake.requests[2].body == shown["Deployment"]
+        image = fake.requests[2].body["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"{lab.token.host}/acme/api@{lab.token.images['acme/api:v1']}"
+
+        fake.refuse["/deployments/api"] = (403, 'deployments.apps "api" is forbidden: quota exceeded')
+        refused = deploy(client, service_id)
+        assert refused["status"] == "failed"
+        assert refused["code"] == "apply_failed"
+        assert "quota exceeded" in refused["message"]
+        assert refused["digest"] == lab.token.images["acme/api:v1"]
+        assert refused["manifests"] is not None
