@@ -12,12 +12,7 @@ Compares, in one run and on one machine (only ratios mean anything):
 
 Every variant opens fresh connections each iteration, like a real Test Connection.
 
-Run: ``python -m bench.preflight [--iterations 40] [--lab-as-is]`` from the repository root.
-
-The lab's token issuer (a stdlib BaseHTTPRequestHandler) writes headers and body separately with
-Nagle on, so every token answer waits ~40 ms for the client's delayed ACK. That stall belongs to the
-test server, not to any client; the bench turns on TCP_NODELAY for the issuer's sockets unless
-``--lab-as-is`` is given.
+Run: ``python -m bench.preflight [--iterations 40]`` from the repository root.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ import anyio
 import httpx
 from pydantic import SecretStr
 from tests.lab import ALICE_PASSWORD, Lab, start_lab
-from tests.lab import issuer as lab_issuer
 
 from guara.netguard import GuardPolicy, parse_allow_list
 from guara.registry import (
@@ -157,9 +151,7 @@ def skopeo_call(lab: Lab, cert_dir: Path) -> Callable[[], Awaitable[object]]:
     return call
 
 
-async def main(iterations: int, lab_as_is: bool) -> None:
-    if not lab_as_is:
-        lab_issuer._IssuerHandler.disable_nagle_algorithm = True  # see the module docstring
+async def main(iterations: int) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="guara-bench-") as workdir,
         start_lab(Path(workdir) / "lab") as lab,
@@ -173,14 +165,13 @@ async def main(iterations: int, lab_as_is: bool) -> None:
         except FileNotFoundError:
             print("skopeo not installed: peer skipped")
         results = await measure(calls, iterations, every={SKOPEO: 4})
-    report(results, iterations, lab_as_is)
+    report(results, iterations)
 
 
-def report(results: dict[str, list[float]], iterations: int, lab_as_is: bool) -> None:
+def report(results: dict[str, list[float]], iterations: int) -> None:
     lower = statistics.median(results["raw httpx, same 3 requests"])
     warm = statistics.median(results["preflight (warm)"])
-    issuer = "as is, with its Nagle stall" if lab_as_is else "with TCP_NODELAY"
-    print(f"\npreflight vs the lab token registry (TLS, loopback; issuer {issuer}), {iterations} iterations")
+    print(f"\npreflight vs the lab token registry (TLS, loopback), {iterations} iterations")
     print(f"{'variant':40} {'median ms':>10} {'p90 ms':>8} {'vs raw':>8} {'vs warm':>8}")
     for label, samples in results.items():
         median = statistics.median(samples)
@@ -191,6 +182,5 @@ def report(results: dict[str, list[float]], iterations: int, lab_as_is: bool) ->
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--iterations", type=int, default=40)
-    parser.add_argument("--lab-as-is", action="store_true", help="keep the lab issuer's Nagle stall")
     arguments = parser.parse_args()
-    anyio.run(main, arguments.iterations, arguments.lab_as_is)
+    anyio.run(main, arguments.iterations)
