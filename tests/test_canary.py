@@ -9,10 +9,12 @@ audit entries (and, on PostgreSQL, a pg_dump) for the canary, its base64, its he
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -103,6 +105,26 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
         )
         call("GET", f"/services/{service}", 200)
         call("GET", f"/projects/{project}/audit-logs", 200)
+        # Deploy with the canary credentials: they reach the registry, never a response or the audit.
+        started = call("POST", f"/services/{service}/deployments", 202).json()
+        assert started["status"] == "pending"
+        deadline = time.monotonic() + 30
+        while True:
+            deployed = call("GET", f"/services/{service}/deployments/{started['id']}", 200).json()
+            if deployed["status"] in ("succeeded", "failed"):
+                break
+            assert time.monotonic() < deadline, deployed
+            time.sleep(0.05)
+        assert deployed["status"] == "succeeded", deployed["message"]
+        assert deployed["with_credentials"] is True
+        assert deployed["digest"] == lab.token.images["acme/api:v1"]
+        rendered = json.dumps(deployed["manifests"], ensure_ascii=False).encode()
+        assert [form for form in _forms(user, canary) if form in rendered] == []
+        [secret] = [m for m in deployed["manifests"] if m["kind"] == "Secret"]
+        assert secret["data"] == {".dockerconfigjson": "[REDACTED]"}
+        call("GET", f"/services/{service}/deployments", 200)
+        deploy_audit = call("GET", f"/projects/{project}/audit-logs", 200).json()["entries"][0]
+        assert deploy_audit["action"] == "service.deploy"
         rotated = subprocess.run(
             [*cli, "keys", "rotate"], env=env, capture_output=True, text=True, check=True
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 import weakref
@@ -326,13 +327,17 @@ class DeploymentRunner:
             if not resolution.unusable:
                 message += _hint(resolution.code, start.credentials is not None)
             return _Outcome(FAILED, message, resolution.code.value)
-        rendered = render_workload(
-            resolution,
-            project_id=start.project_id,
-            service_id=start.service_id,
-            service_name=start.service_name,
-            deployment_id=deployment_id,
-            credentials=_pull_credentials(start.credentials),
+        # Rendering validates with the kubernetes models (CPU, and a heavy first import): off the loop.
+        rendered = await anyio.to_thread.run_sync(
+            functools.partial(
+                render_workload,
+                resolution,
+                project_id=start.project_id,
+                service_id=start.service_id,
+                service_name=start.service_name,
+                deployment_id=deployment_id,
+                credentials=_pull_credentials(start.credentials),
+            )
         )
         manifests = rendered.redacted()
         summary = _summary(resolution, rendered)
