@@ -21,7 +21,15 @@ from guara.api.deps import PlatformDep
 from guara.core import credentials, projects, services, validation
 from guara.core.accounts import Principal
 from guara.core.credentials import AccessProbe, CredentialsInput
-from guara.core.errors import GuaraError, InvalidInput, NotFound, PreflightFailed, RateLimited
+from guara.core.errors import (
+    Conflict,
+    CredentialsUnreadable,
+    GuaraError,
+    InvalidInput,
+    NotFound,
+    PreflightFailed,
+    RateLimited,
+)
 from guara.core.platform import Platform
 from guara.store.models import Project, Service
 from guara.web.auth import FormUser, WebUser
@@ -95,7 +103,7 @@ def _rate_limited(platform: Platform, exc: RateLimited) -> ConnectionResult:
 def _status_for(exc: GuaraError) -> int:
     if isinstance(exc, RateLimited):
         return 429
-    if exc.code in ("name_taken", "conflict"):
+    if isinstance(exc, Conflict | CredentialsUnreadable):
         return 409
     return 422
 
