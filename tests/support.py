@@ -1,10 +1,15 @@
-"""Helpers for API tests: signed-in clients over the real ASGI app."""
+"""Helpers for tests: signed-in API clients over the real ASGI app, and `guara serve` processes."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +18,39 @@ from fastapi.testclient import TestClient
 from guara.app import create_app
 from guara.core import accounts
 from guara.core.platform import Platform
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`guara serve` as a real process on a free loopback port, until the block ends; yields its URL."""
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "guara.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 @contextlib.contextmanager

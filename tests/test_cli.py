@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import free_port
 
 
 def guara(
@@ -30,12 +31,6 @@ def guara(
 
 def _clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_user_and_token_create(settings_env: dict[str, str]) -> None:
@@ -98,7 +93,7 @@ def test_bad_settings_are_usage_errors(tmp_path: Path) -> None:
 
 def test_serve_on_embedded_defaults(tmp_path: Path) -> None:
     """No settings at all: SQLite and a 0600 key file in the per-user data dir, announced loudly."""
-    port = _free_port()
+    port = free_port()
     env = {**_clean_environ(), "XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)}
     process = subprocess.Popen(
         [sys.executable, "-m", "guara.cli", "serve", "--port", str(port)],

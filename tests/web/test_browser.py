@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from guara.core import accounts, credentials
 from guara.core.platform import Platform
 from guara.secrets import ensure_key_file
-from tests.api.test_shared_limit import serve
 from tests.conftest import build_platform
 from tests.lab import Lab
+from tests.support import serve
 from tests.web.support import PASSWORD, create_project, create_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab]
