@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -82,6 +83,8 @@ def serve(
     _setup_logging(level.upper())
     platform = _platform(announce=True)
     log.info("guara serving on http://%s:%d (database %s)", host, port, platform.db.display_url)
+    # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
+    gc.freeze()
     uvicorn.run(
         create_app(platform), host=host, port=port, log_level=level, proxy_headers=False, log_config=None
     )
