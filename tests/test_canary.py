@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.test_shared_limit import serve
+from tests.support import serve
 from tests.lab import AccessRule, Lab
 
 pytestmark = pytest.mark.lab

@@ -78,10 +78,15 @@ def serve(
     import uvicorn
 
     from guara.app import create_app
+    from guara.core import deployments
 
     level = (log_level or _settings().log_level).lower()
     _setup_logging(level.upper())
     platform = _platform(announce=True)
+    with platform.db.session() as session:
+        abandoned = deployments.fail_abandoned(session)
+    if abandoned:
+        log.warning("marked %d deployments left unfinished by a stopped process as interrupted", abandoned)
     log.info("guara serving on http://%s:%d (database %s)", host, port, platform.db.display_url)
     # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
     gc.freeze()

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     ssrf_allow: str = ""
     allow_http_registries: bool = False
     runtime: str = "render"
+    # With GUARA_RUNTIME=kubernetes outside a pod: the kubeconfig to use (default: the client's own).
+    kubeconfig: Path | None = None
     log_level: str = "info"
     session_max_age_s: int = 14 * 24 * 3600
 

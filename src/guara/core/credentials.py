@@ -8,12 +8,11 @@ preflight runs on the event loop, between two short transactions, never inside o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal
 
-import anyio.to_thread
 from pydantic import SecretStr
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -40,7 +39,6 @@ from guara.secrets import (
 from guara.store.models import RegistryCredential, Service, utcnow
 
 PASSWORD_FIELD = "registry_password"  # noqa: S105  (a field name bound into the AAD)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -190,14 +188,6 @@ async def run_preflight(
     )
 
 
-async def _in_thread(platform: Platform, work: Callable[[Session], T]) -> T:
-    def unit() -> T:
-        with platform.db.session() as session:
-            return work(session)
-
-    return await anyio.to_thread.run_sync(unit)
-
-
 def _open_password(platform: Platform, row: RegistryCredential) -> SecretStr:
     try:
         password = open_secret(
@@ -250,7 +240,7 @@ async def run_test_connection(
             services.get_service(session, principal=principal, service_id=sid)
             return open_stored_credentials(platform, session, service_id=sid)
 
-        found = await _in_thread(platform, stored)
+        found = await platform.in_session(stored)
         if found is not None:
             _registry, stored_username, stored_password = found
             username = username if username is not None else stored_username
@@ -374,8 +364,7 @@ async def create_service(
     reference = validation.image_reference(image)
     validation.service_name(name)
     if credentials is None:
-        return await _in_thread(
-            platform,
+        return await platform.in_session(
             lambda session: services.create_service(
                 session, principal=principal, project_id=project_id, name=name, image=image
             ),
@@ -390,8 +379,7 @@ async def create_service(
         changed=("registry", "username", "password"),
     )
     # Authorise before spending a preflight on someone else's project.
-    await _in_thread(
-        platform,
+    await platform.in_session(
         lambda session: services.get_project_for(session, principal=principal, project_id=project_id),
     )
     verification = await _verify(
@@ -410,7 +398,7 @@ async def create_service(
         _write_credentials(platform, session, service=service, resolved=resolved, verification=verification)
         return service
 
-    return await _in_thread(platform, write)
+    return await platform.in_session(write)
 
 
 async def save_credentials(
@@ -447,7 +435,7 @@ async def save_credentials(
         resolved = _Resolved(registry, username, password, stored, changed)
         return service, resolved, (row.registry_host if row else None)
 
-    service, resolved, previous_registry = await _in_thread(platform, load)
+    service, resolved, previous_registry = await platform.in_session(load)
     verification = await _verify(
         platform, principal, image=service.image, resolved=resolved, skip_verification=skip_verification
     )
@@ -474,7 +462,7 @@ async def save_credentials(
         )
         return _view(row)
 
-    return await _in_thread(platform, write)
+    return await platform.in_session(write)
 
 
 def remove_credentials(session: Session, *, principal: Principal, service_id: uuid.UUID) -> bool:

@@ -25,9 +25,10 @@ import functools
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -55,7 +56,7 @@ from guara.deploy import (
 )
 from guara.registry import InvalidRegistry, PreflightCode, parse_registry
 from guara.secrets import secret_scope
-from guara.store.models import Deployment, RegistryCredential, Service, utcnow
+from guara.store.models import Deployment, RegistryCredential, Service, User, utcnow
 
 logger = logging.getLogger("guara.deploy")
 
@@ -72,9 +73,9 @@ INTERNAL_ERROR = "internal_error"
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 SHUTDOWN_GRACE_S = 5.0
+ABANDONED_AFTER_S = 600.0
 _FINAL_WRITE_BUDGET_S = 10.0
 
-T = TypeVar("T")
 
 SETTINGS_HINT = "Settings → Private Registry"
 
@@ -110,6 +111,23 @@ def get_deployment(
     if row is None:
         raise NotFound("deployment not found")
     return row
+
+
+def fail_abandoned(session: Session, *, older_than_s: float = ABANDONED_AFTER_S) -> int:
+    """End deployments a stopped process left ``pending``/``resolving`` (at start-up; returns how many).
+
+    Only rows untouched for ``older_than_s``: another process sharing the database may still be
+    running younger ones (a deployment lasts at most the preflight deadline plus an apply).
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    rows = session.scalars(
+        select(Deployment).where(Deployment.status.in_(ACTIVE), Deployment.updated_at < cutoff)
+    ).all()
+    for row in rows:
+        creator = session.get(User, row.created_by) if row.created_by else None
+        principal = Principal(creator.id, creator.email) if creator else Principal(uuid.UUID(int=0), "guara")
+        _finish(session, row.id, principal, _INTERRUPTED)
+    return len(rows)
 
 
 def last_deployment(session: Session, *, service_id: uuid.UUID) -> Deployment | None:
@@ -154,7 +172,7 @@ async def start_deployment(platform: Platform, principal: Principal, *, service_
         session.flush()
         return row
 
-    row = await _in_thread(platform, create)
+    row = await platform.in_session(create)
     runner.spawn(platform, row.id, principal)
     return row
 
@@ -169,7 +187,11 @@ def runner_for(platform: Platform) -> DeploymentRunner:
     """The platform's runner (made on first use; applies to Kubernetes when GUARA_RUNTIME=kubernetes)."""
     runner = _runners.get(platform)
     if runner is None:
-        applier = KubernetesApplier.from_environment() if platform.settings.runtime == "kubernetes" else None
+        applier = (
+            KubernetesApplier.from_environment(kubeconfig=platform.settings.kubeconfig)
+            if platform.settings.runtime == "kubernetes"
+            else None
+        )
         runner = _runners[platform] = DeploymentRunner(applier=applier)
     return runner
 
@@ -283,18 +305,15 @@ class DeploymentRunner:
         # Its own scope: the password opened for this deploy is scrubbed from its log lines only.
         with secret_scope():
             try:
-                service_id = await _in_thread(platform, lambda s: _service_of(s, deployment_id))
+                service_id = await platform.in_session(lambda s: _service_of(s, deployment_id))
                 if service_id is None:
                     return
                 async with self._turn(service_id):
                     outcome = await self._deploy(platform, deployment_id)
                     if outcome is not None:
-                        await _in_thread(platform, lambda s: _finish(s, deployment_id, principal, outcome))
+                        await platform.in_session(lambda s: _finish(s, deployment_id, principal, outcome))
             except asyncio.CancelledError:
-                interrupted = _Outcome(
-                    FAILED, "guara stopped before this deployment finished; deploy again.", INTERRUPTED
-                )
-                await _finish_shielded(platform, deployment_id, principal, interrupted)
+                await _finish_shielded(platform, deployment_id, principal, _INTERRUPTED)
                 raise
             except Exception:
                 logger.exception("deployment %s failed unexpectedly", deployment_id)
@@ -304,7 +323,7 @@ class DeploymentRunner:
                 await _finish_shielded(platform, deployment_id, principal, crashed)
 
     async def _deploy(self, platform: Platform, deployment_id: uuid.UUID) -> _Outcome | None:
-        start = await _in_thread(platform, lambda s: _begin(platform, s, deployment_id))
+        start = await platform.in_session(lambda s: _begin(platform, s, deployment_id))
         if start is None:
             return None  # the service (and its deployments) was deleted meanwhile
         if start.unreadable is not None:
@@ -364,6 +383,9 @@ class DeploymentRunner:
         )
 
 
+_INTERRUPTED = _Outcome(FAILED, "guara stopped before this deployment finished; deploy again.", INTERRUPTED)
+
+
 async def _finish_shielded(
     platform: Platform, deployment_id: uuid.UUID, principal: Principal, outcome: _Outcome
 ) -> None:
@@ -371,7 +393,7 @@ async def _finish_shielded(
     with anyio.CancelScope(shield=True) as scope:
         scope.deadline = anyio.current_time() + _FINAL_WRITE_BUDGET_S
         try:
-            await _in_thread(platform, lambda s: _finish(s, deployment_id, principal, outcome))
+            await platform.in_session(lambda s: _finish(s, deployment_id, principal, outcome))
         except Exception:
             logger.exception("could not record the end of deployment %s", deployment_id)
 
@@ -410,14 +432,6 @@ def _pull_credentials(credentials: tuple[str, str, SecretStr] | None) -> PullCre
 
 
 # --- database steps (each runs in a worker thread, in its own transaction) ------------------------------
-
-
-async def _in_thread(platform: Platform, work: Callable[[Session], T]) -> T:
-    def unit() -> T:
-        with platform.db.session() as session:
-            return work(session)
-
-    return await anyio.to_thread.run_sync(unit)
 
 
 def _service_of(session: Session, deployment_id: uuid.UUID) -> uuid.UUID | None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
 
 from guara.config import Settings
 from guara.ratelimit import PROBES_PER_MINUTE, PreflightLimiter
@@ -12,6 +17,7 @@ from guara.secrets import MasterKeyring, ensure_key_file, load_keyring
 from guara.store import Database
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Platform:
@@ -52,6 +58,15 @@ class Platform:
                 settings.redis_url, per_minute=PROBES_PER_MINUTE, namespace="probe"
             ),
         )
+
+    async def in_session(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a worker thread, in one unit of work: the event loop never waits on SQL."""
+
+        def unit() -> T:
+            with self.db.session() as session:
+                return work(session)
+
+        return await anyio.to_thread.run_sync(unit)
 
     @property
     def keyring(self) -> MasterKeyring:

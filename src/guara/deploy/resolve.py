@@ -41,10 +41,8 @@ from guara.registry import (
     trust_context,
 )
 
-# _Context and _failure_mapping are private to the preflight: the one mapping from registry failures to
-# the six codes, reused on purpose (a second mapping would drift). To be exported under public names.
-from guara.registry.preflight import PreflightCode, _failure_mapping
-from guara.registry.preflight import _Context as _FailureContext
+# The preflight's mapping from registry failures to the six codes, reused on purpose: one mapping.
+from guara.registry.preflight import FailureContext, PreflightCode, failure_mapping
 from guara.registry.responses import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 from .errors import ImageUnusable, NotAContainerImage
@@ -112,11 +110,11 @@ async def resolve_image(
     """
     deadline = Deadline(timeout)
     policy = GuardPolicy(allow=parse_allow_list(ssrf_allow), resolver=resolver)
-    context = _FailureContext(timeout=timeout)
+    context = FailureContext(timeout=timeout)
     found: tuple[str, str | None, str] | None = None
     unusable: ImageUnusable | None = None
     try:
-        with _failure_mapping(context):
+        with failure_mapping(context):
             context.image = reference = parse_image_reference(image)
             location = _location(reference, registry, allow_http=allow_http)
             context.location = location

@@ -290,8 +290,3 @@ def _success_message(context: FailureContext, descriptor: ManifestDescriptor) ->
     else:
         how = "anonymous token accepted"
     return f"found {shown} ({short}); {how}" if image.digest is None else f"found {shown}; {how}"
-
-
-# Earlier private names, still imported by guara.deploy.resolve; use the public ones.
-_Context = FailureContext
-_failure_mapping = failure_mapping

@@ -1,0 +1,45 @@
+"""Deployments a stopped process left unfinished are ended at the next start, and only those."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from guara.core import accounts, deployments, projects, services
+from guara.core.platform import Platform
+from guara.store.models import AuditLog, Deployment, utcnow
+
+
+def test_only_stale_active_deployments_are_failed(platform: Platform) -> None:
+    with platform.db.session() as session:
+        owner = accounts.create_user(session, email="d@example.com", password="long enough pw")
+        project = projects.create_project(session, principal=owner, name="p")
+        service = services.create_service(
+            session, principal=owner, project_id=project.id, name="s", image="busybox"
+        )
+        rows = {}
+        for name, status, age in [
+            ("stale", "resolving", 20),
+            ("fresh", "pending", 1),
+            ("done", "succeeded", 30),
+        ]:
+            rows[name] = Deployment(
+                service_id=service.id,
+                project_id=project.id,
+                status=status,
+                image=service.image,
+                platform="linux/amd64",
+                created_by=owner.user_id,
+                updated_at=utcnow() - timedelta(minutes=age),
+            )
+            session.add(rows[name])
+    with platform.db.session() as session:
+        assert deployments.fail_abandoned(session) == 1
+    with platform.db.session() as session:
+        status = {r.id: (r.status, r.code) for r in session.scalars(select(Deployment))}
+        audits = session.scalars(select(AuditLog).where(AuditLog.action == "service.deploy")).all()
+    assert status[rows["stale"].id] == ("failed", "interrupted")
+    assert status[rows["fresh"].id] == ("pending", None)
+    assert status[rows["done"].id] == ("succeeded", None)
+    assert [(a.actor_email, a.details["code"]) for a in audits] == [("d@example.com", "interrupted")]
