@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import serve
 from tests.lab import AccessRule, Lab
+from tests.support import serve
 
 pytestmark = pytest.mark.lab
 

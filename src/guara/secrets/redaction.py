@@ -68,6 +68,7 @@ _ASSIGNED_FIELD = re.compile(
 )
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
+
 class _ScopeSecrets(set[str]):
     """The set a ``secret_scope`` owns: child tasks and threads of the scope add to it in place."""
 
