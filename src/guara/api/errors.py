@@ -36,8 +36,13 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, **extra}
 
 
+def status_for(exc: GuaraError) -> int:
+    """The HTTP status of a guara error, for JSON and HTML answers alike."""
+    return next((s for cls, s in STATUS if isinstance(exc, cls)), 400)
+
+
 def guara_error_response(exc: GuaraError) -> JSONResponse:
-    status = next((s for cls, s in STATUS if isinstance(exc, cls)), 400)
+    status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):

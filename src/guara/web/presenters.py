@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guara.core.credentials import CredentialsView
-from guara.store.models import AuditLog
+from guara.store.models import AuditLog, Deployment
 
 MASKED_PASSWORD = "••••••••"  # noqa: S105  (what the page shows instead of a stored password)
 
@@ -198,6 +198,13 @@ def audit_row(entry: AuditLog) -> AuditRow:
     elif entry.action == "service.create":
         summary = f"Created the service from {details.get('image', 'an image')} (anonymous pulls)"
         outcome = ""
+    elif entry.action == "service.deploy":
+        how = "with registry credentials" if details.get("with_credentials") else "anonymously"
+        if details.get("status") == "succeeded":
+            summary = f"Deployed {details.get('digest')}, pulled {how}"
+        else:
+            summary = f"Deploy failed ({details.get('code')}), pulling {how}"
+        outcome = ""
     else:
         summary = entry.action.replace(".", " ").capitalize()
         outcome = ""
@@ -211,4 +218,35 @@ def audit_row(entry: AuditLog) -> AuditRow:
         service_id=entry.target_id if entry.target_type == "service" else "",
         summary=summary,
         outcome=outcome,
+    )
+
+
+# --- deployments -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentDisplay:
+    id: str
+    status: str
+    active: bool
+    when: str
+    when_iso: str
+    digest: str | None
+    pulled: str  # "with registry credentials" | "anonymously"
+    code: str | None
+    message: str
+
+
+def deployment_display(row: Deployment, *, now: datetime | None = None) -> DeploymentDisplay:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return DeploymentDisplay(
+        id=str(row.id),
+        status=row.status,
+        active=row.status in ("pending", "resolving"),
+        when=ago(created, now=now),
+        when_iso=created.isoformat(),
+        digest=row.digest,
+        pulled="with registry credentials" if row.with_credentials else "anonymously",
+        code=row.code,
+        message=row.message,
     )

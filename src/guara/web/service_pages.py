@@ -8,22 +8,19 @@ the preflight again in ``guara.core.credentials``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from guara.api.deps import PlatformDep
-from guara.core import credentials, projects, services, validation
+from guara.api.errors import status_for
+from guara.core import credentials, deployments, projects, services, validation
 from guara.core.accounts import Principal
 from guara.core.credentials import AccessProbe, CredentialsInput
 from guara.core.errors import (
-    Conflict,
-    CredentialsUnreadable,
     GuaraError,
     InvalidInput,
     NotFound,
@@ -49,6 +46,7 @@ from guara.web.presenters import (
     ConnectionResult,
     connection_result,
     credentials_display,
+    deployment_display,
     rate_limited_result,
 )
 from guara.web.views import render
@@ -73,14 +71,6 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-async def _read(platform: Platform, work: Callable[[Session], T]) -> T:
-    def unit() -> T:
-        with platform.db.session() as session:
-            return work(session)
-
-    return await anyio.to_thread.run_sync(unit)
-
-
 def _timeout_s(platform: Platform) -> float:
     return platform.settings.preflight_timeout_s
 
@@ -98,14 +88,6 @@ def _failed_save_result(platform: Platform, exc: PreflightFailed) -> ConnectionR
 
 def _rate_limited(platform: Platform, exc: RateLimited) -> ConnectionResult:
     return rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
-
-
-def _status_for(exc: GuaraError) -> int:
-    if isinstance(exc, RateLimited):
-        return 429
-    if isinstance(exc, Conflict | CredentialsUnreadable):
-        return 409
-    return 422
 
 
 # --- create wizard -----------------------------------------------------------------------------------
@@ -148,7 +130,9 @@ def _wizard(
 async def wizard_page(
     request: Request, platform: PlatformDep, user: WebUser, project_id: uuid.UUID
 ) -> Response:
-    project = await _read(platform, lambda s: projects.get_project(s, principal=user, project_id=project_id))
+    project = await platform.in_session(
+        lambda s: projects.get_project(s, principal=user, project_id=project_id)
+    )
     return _wizard(request, project=project, values=WizardValues())
 
 
@@ -167,7 +151,9 @@ async def wizard_submit(
     skip_verification: FormText = "",
     action: FormText = "save",
 ) -> Response:
-    project = await _read(platform, lambda s: projects.get_project(s, principal=user, project_id=project_id))
+    project = await platform.in_session(
+        lambda s: projects.get_project(s, principal=user, project_id=project_id)
+    )
     values = WizardValues(
         name=name.strip(),
         image=image.strip(),
@@ -223,7 +209,7 @@ async def wizard_submit(
     except RateLimited as exc:
         return _wizard(request, status_code=429, result=_rate_limited(platform, exc), **page)
     except GuaraError as exc:
-        return _wizard(request, status_code=_status_for(exc), errors=PageErrors.from_error(exc), **page)
+        return _wizard(request, status_code=status_for(exc), errors=PageErrors.from_error(exc), **page)
     return _see_other(f"/services/{service.id}?created=1")
 
 
@@ -282,12 +268,27 @@ def _service_context(session: Session, user: Principal, service_id: uuid.UUID) -
     }
 
 
+def _overview_context(session: Session, user: Principal, service_id: uuid.UUID) -> dict[str, Any]:
+    context = _service_context(session, user, service_id)
+    history = deployments.list_deployments(session, principal=user, service_id=service_id, limit=10)
+    context["deployments"] = [deployment_display(row) for row in history]
+    context["deploying"] = any(row.status in deployments.ACTIVE for row in history)
+    return context
+
+
 @router.get("/services/{service_id}")
 async def service_page(
     request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID, created: str = ""
 ) -> Response:
-    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    context = await platform.in_session(lambda s: _overview_context(s, user, service_id))
     return render(request, "service_overview.html", tab="overview", created=bool(created), **context)
+
+
+@router.post("/services/{service_id}/deployments")
+async def deploy_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
+    """The Deploy button: start a deployment in the background and show its progress on the Overview."""
+    await deployments.start_deployment(platform, user, service_id=service_id)
+    return _see_other(f"/services/{service_id}#deployments")
 
 
 def _settings(
@@ -329,7 +330,7 @@ async def service_settings(
     edit: str = "",
     saved: str = "",
 ) -> Response:
-    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    context = await platform.in_session(lambda s: _service_context(s, user, service_id))
     return _settings(request, context, edit=bool(edit), note=SAVED_NOTES.get(saved, ""))
 
 
@@ -345,7 +346,7 @@ async def save_credentials_form(
     skip_verification: FormText = "",
     action: FormText = "save",
 ) -> Response:
-    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    context = await platform.in_session(lambda s: _service_context(s, user, service_id))
     service: Service = context["service"]
     values = CredentialsFormValues(
         registry=registry.strip() or context["image_registry"],
@@ -381,7 +382,7 @@ async def save_credentials_form(
         return _settings(request, context, status_code=429, result=_rate_limited(platform, exc), **page)
     except GuaraError as exc:
         errors = PageErrors.from_error(exc)
-        return _settings(request, context, status_code=_status_for(exc), errors=errors, **page)
+        return _settings(request, context, status_code=status_for(exc), errors=errors, **page)
     return _see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
 
 
@@ -389,7 +390,7 @@ async def save_credentials_form(
 async def remove_confirm_page(
     request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID
 ) -> Response:
-    context = await _read(platform, lambda s: _service_context(s, user, service_id))
+    context = await platform.in_session(lambda s: _service_context(s, user, service_id))
     if context["credentials"] is None:
         return _see_other(f"/services/{service_id}/settings#private-registry")
     return render(request, "remove_credentials.html", tab="settings", **context)

@@ -1,0 +1,82 @@
+"""The Deploy button on the service Overview: history, last digest, credentials or anonymous pulls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from guara.core.platform import Platform
+from tests.lab import Lab
+from tests.support import make_client
+from tests.web.support import WebUser, create_project, text_of
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def owner(lab_platform: Platform) -> Iterator[WebUser]:
+    with make_client(lab_platform) as http:
+        yield WebUser.sign_in(http, lab_platform, "owner@example.com")
+
+
+def _deploy_and_wait(user: WebUser, service_path: str) -> str:
+    response = user.post_form(f"{service_path}/deployments", {})
+    assert response.status_code == 303
+    assert response.headers["location"] == f"{service_path}#deployments"
+    deadline = time.monotonic() + 20
+    while True:
+        page = user.http.get(service_path).text
+        if 'http-equiv="refresh"' not in page:
+            return page
+        assert "Deploying…" in page
+        assert time.monotonic() < deadline, "the deployment did not finish"
+        time.sleep(0.2)
+
+
+def test_deploy_with_credentials_then_without(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    response = owner.post_form(
+        f"/projects/{project_id}/services/new",
+        {
+            "name": "api",
+            "image": lab.token.ref("acme/api:v1"),
+            "registry": lab.token.host,
+            "username": "alice",
+            "password": lab.token.users["alice"],
+        },
+    )
+    assert response.status_code == 303, response.text
+    service_path = response.headers["location"].split("?")[0]
+    assert "Last deploy never" in text_of(owner.http.get(service_path).text)
+
+    page = text_of(_deploy_and_wait(owner, service_path))
+    digest = lab.token.images["acme/api:v1"]
+    assert f"Last deploy {digest} , pulled with registry credentials · succeeded" in page
+    assert lab.token.users["alice"] not in page
+
+    removed = owner.post_form(f"{service_path}/settings/registry-credentials/remove", {})
+    assert removed.status_code == 303
+    page = text_of(_deploy_and_wait(owner, service_path))
+    assert "Last deploy failed (auth_failed), pulling anonymously" in page
+    assert "add the credentials back" in page
+    audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
+    assert f"Deployed {digest}, pulled with registry credentials" in audit
+    assert "Deploy failed (auth_failed), pulling anonymously" in audit
+
+
+def test_deploy_form_needs_csrf_and_membership(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    created = owner.post_form(
+        f"/projects/{project_id}/services/new", {"name": "web", "image": lab.token.ref("public/hello:latest")}
+    )
+    service_path = created.headers["location"].split("?")[0]
+    forged = owner.http.post(
+        f"{service_path}/deployments", data={"csrf_token": "nope"}, follow_redirects=False
+    )
+    assert forged.status_code == 401
+    with make_client(lab_platform) as other_http:
+        other = WebUser.sign_in(other_http, lab_platform, "other@example.com")
+        assert other.post_form(f"{service_path}/deployments", {}).status_code == 404
+    assert "No deployments yet" in text_of(owner.http.get(service_path).text)
