@@ -182,6 +182,11 @@ class FakeServer:
                 sock = self._context.wrap_socket(conn, server_side=True)
                 with self._lock:
                     self._open.add(sock)
+            elif conn.recv(1, socket.MSG_PEEK) == TLS_HANDSHAKE:
+                # What real plain-HTTP servers do with a TLS ClientHello: a 400 and a close. Reading it
+                # as a request line instead would wait for a newline that random bytes may never hold.
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
             reader = sock.makefile("rb")
             while not self._stopping.is_set():
                 seen = _read_request(reader)
@@ -229,6 +234,9 @@ class FakeServer:
         if seen.method != "HEAD":
             sock.sendall(reply.body)
         return reply.behaviour != "close"
+
+
+TLS_HANDSHAKE = b"\x16"  # the first byte of every TLS record that opens a connection
 
 
 def _read_request(reader: object) -> Seen | None:

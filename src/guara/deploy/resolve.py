@@ -18,31 +18,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
-from guara.netguard import GuardPolicy, Resolver, parse_allow_list
+from guara.netguard import Resolver
 from guara.registry import (
-    Credentials,
-    Deadline,
     ImageReference,
-    InvalidRegistry,
     ProtocolViolation,
-    RegistryLocation,
     RegistrySession,
     ResponseTooLarge,
     is_digest,
-    parse_image_reference,
-    parse_registry,
-    same_registry,
-    trust_context,
 )
 
 # The preflight's mapping from registry failures to the six codes, reused on purpose: one mapping.
-from guara.registry.preflight import FailureContext, PreflightCode, failure_mapping
+from guara.registry.preflight import PreflightCode, run_operation
 from guara.registry.responses import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 from .errors import ImageUnusable, NotAContainerImage
@@ -108,41 +101,30 @@ async def resolve_image(
     ``registry`` is the stored credentials' registry (it must be the image's; it may say ``http://``
     when plain HTTP is allowed). Everything goes through the network guard and one deadline.
     """
-    deadline = Deadline(timeout)
-    policy = GuardPolicy(allow=parse_allow_list(ssrf_allow), resolver=resolver)
-    context = FailureContext(timeout=timeout)
-    found: tuple[str, str | None, str] | None = None
-    unusable: ImageUnusable | None = None
+    started = time.monotonic()
     try:
-        with failure_mapping(context):
-            context.image = reference = parse_image_reference(image)
-            location = _location(reference, registry, allow_http=allow_http)
-            context.location = location
-            credentials = Credentials.of(username, password) if username is not None else None
-            context.credentials_given = credentials is not None
-            ssl_context = trust_context(ca_file)
-            with deadline.scope():
-                async with RegistrySession(
-                    reference,
-                    registry=location,
-                    credentials=credentials,
-                    ssl_context=ssl_context,
-                    policy=policy,
-                    deadline=deadline,
-                    allow_http=allow_http,
-                ) as session:
-                    context.session = session
-                    found = await _resolve_in(session, platform)
-    except ImageUnusable as exc:
-        unusable = exc
-    elapsed_ms = int(deadline.elapsed() * 1000)
-    if unusable is not None:
-        result: Resolution = ResolveFailure(
-            PreflightCode.MANIFEST_NOT_FOUND, str(unusable), elapsed_ms, unusable=True
+        operation = await run_operation(
+            image,
+            lambda session: _resolve_in(session, platform),
+            registry=registry,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            ssrf_allow=ssrf_allow,
+            timeout=timeout,
+            allow_http=allow_http,
+            resolver=resolver,
         )
-    elif found is None:
+    except ImageUnusable as exc:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        logger.info("resolve image=%s platform=%s unusable: %s", image, platform, exc)
+        return ResolveFailure(PreflightCode.MANIFEST_NOT_FOUND, str(exc), elapsed_ms, unusable=True)
+    context, found, elapsed_ms = operation.context, operation.value, operation.elapsed_ms
+    if found is None:
         code = context.code or PreflightCode.NETWORK_ERROR
-        result = ResolveFailure(code, context.message or "the image could not be resolved", elapsed_ms)
+        result: Resolution = ResolveFailure(
+            code, context.message or "the image could not be resolved", elapsed_ms
+        )
     else:
         digest, index_digest, config_digest = found
         assert context.image is not None
@@ -165,19 +147,6 @@ async def resolve_image(
         elapsed_ms,
     )
     return result
-
-
-def _location(reference: ImageReference, registry: str | None, *, allow_http: bool) -> RegistryLocation:
-    if registry is None or not registry.strip():
-        return reference.location
-    location = parse_registry(registry.strip(), allow_http=allow_http)
-    if not same_registry(location, reference):
-        # Never send a registry's credentials to another one.
-        raise InvalidRegistry(
-            f"the stored credentials are for {location.host}, but the image is on {reference.registry}: "
-            "update the registry credentials in Settings"
-        )
-    return location
 
 
 async def _resolve_in(session: RegistrySession, wanted: PlatformSpec) -> tuple[str, str | None, str]:

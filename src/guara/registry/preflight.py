@@ -32,8 +32,9 @@ import contextlib
 import enum
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from pydantic import SecretStr
 
@@ -70,6 +71,7 @@ from .trust import trust_context
 logger = logging.getLogger("guara.registry.preflight")
 
 DEFAULT_TIMEOUT_S = 8.0
+T = TypeVar("T")
 
 
 class PreflightCode(enum.StrEnum):
@@ -124,11 +126,67 @@ async def preflight(
     operator's exempted CIDRs (a malformed one raises ValueError: that is configuration, not a
     preflight outcome). ``timeout`` bounds the whole preflight, every request included.
     """
+    operation = await run_operation(
+        image,
+        RegistrySession.head_manifest,
+        registry=registry,
+        username=username,
+        password=password,
+        ca_file=ca_file,
+        ssrf_allow=ssrf_allow,
+        timeout=timeout,
+        allow_http=allow_http,
+        resolver=resolver,
+    )
+    context, descriptor, elapsed_ms = operation.context, operation.value, operation.elapsed_ms
+    if descriptor is None:
+        assert context.code is not None
+        result = PreflightResult(False, context.code, context.message, None, elapsed_ms)
+    else:
+        message = _success_message(context, descriptor)
+        result = PreflightResult(True, None, message, descriptor.digest, elapsed_ms)
+    logger.info(
+        "preflight registry=%s repository=%s ok=%s code=%s elapsed_ms=%d",
+        context.location.host if context.location else "-",
+        context.image.repository if context.image else "-",
+        result.ok,
+        result.code or "-",
+        elapsed_ms,
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class Operation(Generic[T]):
+    """The end of ``run_operation``: ``value`` when the work finished, else the failure in ``context``."""
+
+    context: FailureContext
+    value: T | None
+    elapsed_ms: int
+
+
+async def run_operation(
+    image: str,
+    work: Callable[[RegistrySession], Awaitable[T]],
+    *,
+    registry: str | None = None,
+    username: str | None = None,
+    password: str | SecretStr | None = None,
+    ca_file: str | os.PathLike[str] | None = None,
+    ssrf_allow: str | Iterable[str] = (),
+    timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - the one Deadline of the operation
+    allow_http: bool = False,
+    resolver: Resolver | None = None,
+) -> Operation[T]:
+    """Open a guarded, authenticated ``RegistrySession`` for ``image`` and run ``work`` in it, all under
+    one deadline. Registry failures (of the set-up and of ``work``) are mapped by ``failure_mapping``
+    into the returned context; other exceptions of ``work`` propagate. Preflight and deploy share it.
+    """
     deadline = Deadline(timeout)
     policy = GuardPolicy(allow=parse_allow_list(ssrf_allow), resolver=resolver)
     secret = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
     context = FailureContext(timeout=timeout)
-    descriptor: ManifestDescriptor | None = None
+    value: T | None = None
     with failure_mapping(context):
         context.image = image_ref = parse_image_reference(image)
         location = _registry_location(image_ref, registry, allow_http=allow_http)
@@ -147,23 +205,8 @@ async def preflight(
                 allow_http=allow_http,
             ) as session:
                 context.session = session
-                descriptor = await session.head_manifest()
-    elapsed_ms = int(deadline.elapsed() * 1000)
-    if descriptor is None:
-        assert context.code is not None
-        result = PreflightResult(False, context.code, context.message, None, elapsed_ms)
-    else:
-        message = _success_message(context, descriptor)
-        result = PreflightResult(True, None, message, descriptor.digest, elapsed_ms)
-    logger.info(
-        "preflight registry=%s repository=%s ok=%s code=%s elapsed_ms=%d",
-        context.location.host if context.location else "-",
-        context.image.repository if context.image else "-",
-        result.ok,
-        result.code or "-",
-        elapsed_ms,
-    )
-    return result
+                value = await work(session)
+    return Operation(context, value, int(deadline.elapsed() * 1000))
 
 
 def _registry_location(image: ImageReference, registry: str | None, *, allow_http: bool) -> RegistryLocation:
