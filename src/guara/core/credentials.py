@@ -137,6 +137,22 @@ def _registry_for(platform: Platform, image_registry: str, value: str) -> str:
     return str(location)
 
 
+def _stored_password_stays_home(stored_registry: str, requested_registry: str) -> None:
+    """A stored password is only ever sent to the registry it was saved for, over the same scheme.
+
+    Otherwise Test Connection (or a "leave as-is" save) could aim it at any host, or at plain HTTP.
+    """
+    stored = parse_registry(stored_registry, allow_http=True)
+    requested = parse_registry(requested_registry, allow_http=True)
+    if not (same_registry(stored, requested) and stored.scheme == requested.scheme):
+        raise InvalidInput(
+            f"the stored password is only sent to {stored}, the registry it was saved for; "
+            f"to use {requested}, type the password again",
+            code="registry_mismatch",
+            field="password",
+        )
+
+
 def _username(value: str) -> str:
     name = _no_controls(value, "username")
     if not name or len(name) > 255:
@@ -242,9 +258,11 @@ async def run_test_connection(
 
         found = await platform.in_session(stored)
         if found is not None:
-            _registry, stored_username, stored_password = found
+            stored_registry, stored_username, stored_password = found
             username = username if username is not None else stored_username
-            password = password if password is not None else stored_password
+            if password is None:
+                _stored_password_stays_home(stored_registry, registry or reference.registry)
+                registry, password = stored_registry, stored_password
     if password is not None and username is None:
         raise InvalidInput("a username is required with a password", field="username")
     count_preflight(platform, principal)
@@ -422,6 +440,7 @@ async def save_credentials(
         password = _password(credentials.password) if credentials.password is not None else None
         stored = None
         if password is None and row is not None:
+            _stored_password_stays_home(row.registry_host, registry)
             stored = _open_password(platform, row)
         changed = tuple(
             field
