@@ -139,4 +139,5 @@ async def test_credentials_for_another_registry_are_never_sent(
     )
     assert isinstance(result, ResolveFailure)
     assert result.code is PreflightCode.INVALID_URL
-    assert "Settings" in result.message
+    assert "ghcr.io" in result.message
+    assert server.host in result.message

@@ -408,6 +408,8 @@ def _summary(image: ResolvedImage, rendered: RenderedWorkload) -> str:
 
 
 def _hint(code: PreflightCode, with_credentials: bool) -> str:
+    if code is PreflightCode.INVALID_URL and with_credentials:
+        return f" Check the service's registry credentials in {SETTINGS_HINT}."
     if code not in (PreflightCode.AUTH_FAILED, PreflightCode.MANIFEST_NOT_FOUND):
         return ""
     if not with_credentials:
