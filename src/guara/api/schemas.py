@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-# Generous for a GCR JSON key (several KB), small enough to refuse abuse.
-MAX_SECRET = 16 * 1024
+from guara.core.validation import MAX_REGISTRY_SECRET
 
 
 class Input(BaseModel):
@@ -30,7 +29,7 @@ class ProjectPublic(BaseModel):
 class CredentialsInput(Input):
     registry: str = Field(min_length=1, max_length=255)
     username: str | None = Field(default=None, max_length=255)
-    password: SecretStr | None = Field(default=None, max_length=MAX_SECRET)
+    password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
 
 
 class ServiceCreate(Input):
@@ -48,7 +47,7 @@ class RegistryTest(Input):
     image: str = Field(max_length=1000)
     registry: str | None = Field(default=None, max_length=255)
     username: str | None = Field(default=None, max_length=255)
-    password: SecretStr | None = Field(default=None, max_length=MAX_SECRET)
+    password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
     service_id: uuid.UUID | None = None
 
 

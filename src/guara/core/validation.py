@@ -11,6 +11,8 @@ from guara.registry import ImageReference, InvalidReference, parse_image_referen
 SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
 MAX_PASSWORD = 1024
+# A registry password or token: generous for a GCR JSON key (several KB), small enough to refuse abuse.
+MAX_REGISTRY_SECRET = 16 * 1024
 MAX_IMAGE = 512
 
 
