@@ -36,6 +36,31 @@ def test_redis_limit_is_shared_between_limiters(redis_url: str) -> None:
     assert process_b.hit(user) is not None
 
 
+def test_a_hung_redis_is_asked_once_per_outage_not_once_per_request() -> None:
+    """A Redis that accepts connections and never answers: one timeout, then the breaker holds."""
+    import socket
+
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(64)
+    try:
+        limiter = PreflightLimiter(f"redis://127.0.0.1:{mute.getsockname()[1]}/0")
+        results = _exhaust(limiter, "u1")
+        mute.settimeout(0.1)
+        attempts = 0
+        while True:
+            try:
+                mute.accept()[0].close()
+            except TimeoutError:
+                break
+            attempts += 1
+    finally:
+        mute.close()
+    assert results[:5] == [None] * 5
+    assert results[5] is not None
+    assert attempts == 1
+
+
 def test_redis_outage_falls_back_to_a_per_process_limit(caplog: pytest.LogCaptureFixture) -> None:
     limiter = PreflightLimiter("redis://:sekrit-pw@127.0.0.1:1/0")
     with caplog.at_level(logging.WARNING, logger="guara.ratelimit"):

@@ -32,7 +32,9 @@ def get_session(platform: PlatformDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the unit of work commits before the response is sent, so a failed commit is an
+# error answer, never a success the database does not hold.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def authenticate_request(request: Request, platform: Platform) -> Principal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from guara.core.projects import get_project
 from guara.store.models import AuditLog
 
 MAX_PAGE = 200
+CURSOR = re.compile(r"[0-9]{1,18}")  # an audit id; ASCII digits only ("²".isdigit() is True)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def list_entries(
     if action:
         query = query.where(AuditLog.action == action)
     if cursor:
-        if not cursor.isdigit() or len(cursor) > 19:
+        if not CURSOR.fullmatch(cursor):
             raise InvalidInput("invalid cursor", field="cursor")
         query = query.where(AuditLog.id < int(cursor))
     rows = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))

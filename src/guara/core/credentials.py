@@ -169,6 +169,10 @@ def _password(value: SecretStr) -> SecretStr:
     raw = value.get_secret_value()
     if not raw:
         raise InvalidInput("password must not be empty", field="password")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON escapes: not text a registry can receive
+        raise InvalidInput("password must be valid Unicode text", field="password") from None
     if any(ch in raw for ch in "\x00\r\n"):
         raise InvalidInput("password must not contain NUL or line breaks", field="password")
     return value
@@ -177,9 +181,9 @@ def _password(value: SecretStr) -> SecretStr:
 # --- running the preflight -------------------------------------------------------------------------
 
 
-def count_preflight(platform: Platform, principal: Principal) -> None:
+async def count_preflight(platform: Platform, principal: Principal) -> None:
     """Count one preflight against the caller's limit (Test Connection and verified saves alike)."""
-    retry_after = platform.limiter.hit(str(principal.user_id))
+    retry_after = await platform.limiter.hit_async(str(principal.user_id))
     if retry_after is not None:
         raise RateLimited(
             f"You have run {platform.limiter.item.amount} connection tests in the last minute. "
@@ -265,7 +269,9 @@ async def run_test_connection(
                 registry, password = stored_registry, stored_password
     if password is not None and username is None:
         raise InvalidInput("a username is required with a password", field="username")
-    count_preflight(platform, principal)
+    if username is not None and password is None:
+        raise InvalidInput("a password is required with a username", field="password")
+    await count_preflight(platform, principal)
     return await run_preflight(
         platform, image=str(reference), registry=registry, username=username, password=password
     )
@@ -287,7 +293,7 @@ async def probe_image_access(platform: Platform, principal: Principal, *, image:
     Not counted in the Test Connection limit, but bounded per user by its own window.
     """
     reference = validation.image_reference(image)
-    retry_after = platform.probe_limiter.hit(str(principal.user_id))
+    retry_after = await platform.probe_limiter.hit_async(str(principal.user_id))
     if retry_after is not None:
         raise RateLimited(
             f"Too many image checks; try again in {retry_after} seconds.", retry_after=retry_after
@@ -306,7 +312,7 @@ async def _verify(
 ) -> Literal["passed", "overridden"]:
     if skip_verification:
         return "overridden"
-    count_preflight(platform, principal)
+    await count_preflight(platform, principal)
     result = await run_preflight(
         platform,
         image=image,
