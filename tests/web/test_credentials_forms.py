@@ -6,6 +6,7 @@ Real registries from the lab; the browser tests (test_browser.py) drive the same
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -263,3 +264,21 @@ def test_another_users_service_is_a_404(lab_platform: Platform, lab: Lab) -> Non
         tested = stranger.post_json("/-/test-connection", {"service_id": service_id})
         assert tested.status_code == 404
     assert _stored(lab_platform, service_id) is not None
+
+
+def test_test_connection_endpoint_uses_the_api_statuses(
+    owner: WebUser, lab_platform: Platform, lab: Lab
+) -> None:
+    _project_id, service_id = _service_with_credentials(owner, lab_platform, lab)
+    with lab_platform.db.session() as session:
+        row = session.get(RegistryCredential, uuid.UUID(service_id))
+        assert row is not None
+        # Another nonce: the envelope still parses but no longer opens.
+        tag, version, _nonce, sealed = row.password_sealed.split(".")
+        row.password_sealed = ".".join((tag, version, secrets.token_urlsafe(12), sealed))
+    unreadable = owner.post_json("/-/test-connection", {"service_id": service_id})
+    assert unreadable.status_code == 409
+    assert unreadable.json()["code"] == "credentials_unreadable"
+    assert unreadable.json()["ok"] is False
+    missing = owner.post_json("/-/test-connection", {"service_id": str(uuid.uuid4())})
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"

@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from guara.api.deps import PlatformDep, authenticate_request
+from guara.api.errors import status_for
 from guara.core import credentials, services, validation
 from guara.core.accounts import Principal
-from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated, NotFound, RateLimited
+from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated, RateLimited
 from guara.core.platform import Platform
 from guara.web.forms import MAX_SECRET
 from guara.web.presenters import connection_result, rate_limited_result
@@ -43,13 +44,13 @@ class TestConnection(_Body):
 
 
 def _error(exc: GuaraError) -> JSONResponse:
-    status = 401 if isinstance(exc, NotAuthenticated) else 404 if isinstance(exc, NotFound) else 422
+    """A guara error as JSON for ``guara.js``, with the status the API would give it."""
     body: dict[str, object] = {"ok": False, "code": exc.code, "message": exc.message}
     if isinstance(exc, InvalidInput) and exc.field:
         body["field"] = exc.field
     if isinstance(exc, NotAuthenticated):
         body["message"] = "Your session has expired or the page is stale: reload the page and try again."
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status_for(exc))
 
 
 async def _caller(request: Request, platform: Platform) -> Principal:
@@ -115,7 +116,9 @@ async def test_connection(request: Request, body: TestConnection, platform: Plat
         )
     except RateLimited as exc:
         view = rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
-        return JSONResponse(view.as_json(), status_code=429, headers={"Retry-After": str(exc.retry_after)})
+        return JSONResponse(
+            view.as_json(), status_code=status_for(exc), headers={"Retry-After": str(exc.retry_after)}
+        )
     except GuaraError as exc:
         return _error(exc)
     view = connection_result(
