@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = None
     log_level: str = "info"
     session_max_age_s: int = 14 * 24 * 3600
+    # Behind a TLS-terminating proxy guara sees plain http: set true so cookies are still Secure.
+    # Unset: Secure exactly when the request itself came over https.
+    cookie_secure: bool | None = None
 
     @field_validator("ssrf_allow")
     @classmethod

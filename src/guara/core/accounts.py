@@ -14,7 +14,8 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from guara.core import validation
-from guara.core.errors import Conflict, NotAuthenticated
+from guara.core.errors import Conflict, NotAuthenticated, RateLimited
+from guara.ratelimit import PreflightLimiter
 from guara.store.db import UniqueViolation, flush_unique
 from guara.store.models import ApiToken, SetupClaim, User, WebSession
 
@@ -79,6 +80,16 @@ def _claim_setup(session: Session, user_id: uuid.UUID) -> None:
         raise Conflict(
             "this installation already has an account; sign in instead", code="setup_done"
         ) from None
+
+
+def throttle_sign_in(limiter: PreflightLimiter, *, email: str) -> None:
+    """Count a sign-in attempt for this account: password guessing is bounded per account."""
+    retry_after = limiter.hit(email.strip().lower())
+    if retry_after is not None:
+        raise RateLimited(
+            f"Too many sign-in attempts for this account; try again in {retry_after} seconds.",
+            retry_after=retry_after,
+        )
 
 
 def authenticate(session: Session, *, email: str, password: str) -> Principal:

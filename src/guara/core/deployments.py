@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from guara.core import audit, services, validation
 from guara.core.accounts import Principal
 from guara.core.credentials import open_stored_credentials
-from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, NotFound
+from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, NotFound, RateLimited
 from guara.core.platform import Platform
 from guara.deploy import (
     ApplyFailed,
@@ -151,6 +151,15 @@ async def start_deployment(platform: Platform, principal: Principal, *, service_
 
     def create(session: Session) -> Deployment:
         service = services.get_service(session, principal=principal, service_id=service_id)
+        running = session.scalar(
+            select(Deployment.id).where(Deployment.service_id == service.id, Deployment.status.in_(ACTIVE))
+        )
+        if running is not None:
+            # One at a time per service: queues stay bounded, and a deploy always starts from fresh values.
+            raise Conflict(
+                "a deployment of this service is already running; wait for it to finish",
+                code="deploy_in_progress",
+            )
         validation.image_reference(service.image)
         try:
             parse_platform(service.platform)
@@ -172,6 +181,11 @@ async def start_deployment(platform: Platform, principal: Principal, *, service_
         session.flush()
         return row
 
+    retry_after = await platform.deploy_limiter.hit_async(str(principal.user_id))
+    if retry_after is not None:
+        # Deploys reach registries too: without a bound, save-without-verifying plus deploy would be
+        # an unlimited credential oracle around the Test Connection limit.
+        raise RateLimited(f"Too many deploys; try again in {retry_after} seconds.", retry_after=retry_after)
     row = await platform.in_session(create)
     runner.spawn(platform, row.id, principal)
     return row

@@ -12,7 +12,7 @@ import anyio.to_thread
 from sqlalchemy.orm import Session
 
 from guara.config import Settings
-from guara.ratelimit import PROBES_PER_MINUTE, PreflightLimiter
+from guara.ratelimit import DEPLOYS_PER_MINUTE, PROBES_PER_MINUTE, SIGN_INS_PER_MINUTE, PreflightLimiter
 from guara.secrets import MasterKeyring, ensure_key_file, load_keyring
 from guara.store import Database
 
@@ -29,11 +29,15 @@ class Platform:
         keyring: MasterKeyring,
         limiter: PreflightLimiter,
         probe_limiter: PreflightLimiter,
+        deploy_limiter: PreflightLimiter,
+        sign_in_limiter: PreflightLimiter,
     ) -> None:
         self.settings = settings
         self.db = db
         self.limiter = limiter
         self.probe_limiter = probe_limiter
+        self.deploy_limiter = deploy_limiter
+        self.sign_in_limiter = sign_in_limiter
         self._keyring = keyring
         # `guara keys rotate` appends to the key file from another process: notice it and reload.
         self._key_file: Path | None = (
@@ -56,6 +60,12 @@ class Platform:
             limiter=PreflightLimiter(settings.redis_url),
             probe_limiter=PreflightLimiter(
                 settings.redis_url, per_minute=PROBES_PER_MINUTE, namespace="probe"
+            ),
+            deploy_limiter=PreflightLimiter(
+                settings.redis_url, per_minute=DEPLOYS_PER_MINUTE, namespace="deploy"
+            ),
+            sign_in_limiter=PreflightLimiter(
+                settings.redis_url, per_minute=SIGN_INS_PER_MINUTE, namespace="sign-in"
             ),
         )
 

@@ -66,10 +66,13 @@ def check_form_csrf(request: Request, sent: str) -> None:
         raise NotAuthenticated("the form expired; reload the page and try again", code="csrf_failed")
 
 
+def _secure(request: Request) -> bool:
+    configured: bool | None = request.app.state.platform.settings.cookie_secure
+    return request.url.scheme == "https" if configured is None else configured
+
+
 def set_form_csrf_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(
-        FORM_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https"
-    )
+    response.set_cookie(FORM_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=_secure(request))
 
 
 def set_session_cookie(request: Request, response: Response, new: NewSession, max_age: int) -> None:
@@ -79,6 +82,6 @@ def set_session_cookie(request: Request, response: Response, new: NewSession, ma
         max_age=max_age,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
         path="/",
     )

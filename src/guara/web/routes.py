@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from guara.api.deps import SESSION_COOKIE, PlatformDep
+from guara.api.errors import status_for
 from guara.core import accounts, credentials, projects, services
 from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated
 from guara.web import audit_pages, endpoints, service_pages
@@ -85,12 +86,13 @@ def _sign_in(
             if setup:
                 principal = accounts.create_first_user(session, email=email, password=password)
             else:
+                accounts.throttle_sign_in(platform.sign_in_limiter, email=email)
                 principal = accounts.authenticate(session, email=email, password=password)
             new = accounts.start_session(session, principal=principal, max_age_s=max_age)
     except GuaraError as exc:
         if exc.code == "setup_done":
             return _see_other("/login")
-        status = 401 if isinstance(exc, NotAuthenticated) else 422
+        status = 401 if isinstance(exc, NotAuthenticated) else status_for(exc)
         return _sign_in_page(request, setup=setup, status_code=status, error=exc.message, email=email)
     response = _see_other("/projects")
     set_session_cookie(request, response, new, max_age)
