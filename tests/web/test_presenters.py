@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from guara.core.credentials import CredentialsView
+from guara.registry import PreflightCode, PreflightResult
 from guara.store.models import AuditLog
 from guara.web.presenters import (
     MASKED_PASSWORD,
     ago,
     audit_row,
     connection_result,
+    connection_result_from,
     credentials_display,
     preflight_advice,
     rate_limited_result,
@@ -49,6 +51,23 @@ def test_result_carries_the_server_message_and_time() -> None:
     }
     limited = rate_limited_result(limit=5, retry_after=17)
     assert limited.soft and limited.title == "You've run 5 tests in the last minute — try again in 17 seconds"
+
+
+def test_result_from_a_preflight() -> None:
+    digest = "sha256:" + "a" * 64
+    failed = PreflightResult(
+        ok=False, code=PreflightCode.TIMEOUT, message="no answer", digest=None, elapsed_ms=3501
+    )
+    assert connection_result_from(failed, timeout_s=3.5) == connection_result(
+        ok=False, code="timeout", message="no answer", elapsed_ms=3501, digest=None, timeout_s=3.5
+    )
+    assert (
+        connection_result_from(failed, timeout_s=3.5).title
+        == "The registry did not answer within 3.5 seconds"
+    )
+    passed = PreflightResult(ok=True, code=None, message="image found", digest=digest, elapsed_ms=12)
+    view = connection_result_from(passed, timeout_s=8)
+    assert (view.ok, view.code, view.title, view.digest) == (True, None, "Connection works", digest)
 
 
 @pytest.mark.parametrize(

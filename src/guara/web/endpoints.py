@@ -21,7 +21,7 @@ from guara.core.accounts import Principal
 from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated, RateLimited
 from guara.core.platform import Platform
 from guara.web.forms import MAX_SECRET
-from guara.web.presenters import connection_result, rate_limited_result
+from guara.web.presenters import connection_result_from, rate_limited_result
 
 router = APIRouter(prefix="/-", include_in_schema=False)
 
@@ -121,14 +121,7 @@ async def test_connection(request: Request, body: TestConnection, platform: Plat
         )
     except GuaraError as exc:
         return _error(exc)
-    view = connection_result(
-        ok=result.ok,
-        code=result.code.value if result.code else None,
-        message=result.message,
-        elapsed_ms=result.elapsed_ms,
-        digest=result.digest,
-        timeout_s=platform.settings.preflight_timeout_s,
-    )
+    view = connection_result_from(result, timeout_s=platform.settings.preflight_timeout_s)
     return JSONResponse(view.as_json())
 
 

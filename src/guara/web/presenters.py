@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guara.core.credentials import CredentialsView
+from guara.registry import PreflightResult
 from guara.store.models import AuditLog, Deployment
 
 MASKED_PASSWORD = "••••••••"  # noqa: S105  (what the page shows instead of a stored password)
@@ -91,6 +92,18 @@ def connection_result(
 ) -> ConnectionResult:
     advice = preflight_advice(None if ok else code, timeout_s=timeout_s)
     return ConnectionResult(ok, code, advice.title, advice.hint, message, elapsed_ms, digest)
+
+
+def connection_result_from(result: PreflightResult, *, timeout_s: float) -> ConnectionResult:
+    """A Test Connection outcome, as the page and the JSON endpoint show it."""
+    return connection_result(
+        ok=result.ok,
+        code=result.code.value if result.code else None,
+        message=result.message,
+        elapsed_ms=result.elapsed_ms,
+        digest=result.digest,
+        timeout_s=timeout_s,
+    )
 
 
 def rate_limited_result(*, limit: int, retry_after: int) -> ConnectionResult:

@@ -45,6 +45,7 @@ from guara.web.forms import (
 from guara.web.presenters import (
     ConnectionResult,
     connection_result,
+    connection_result_from,
     credentials_display,
     deployment_display,
     rate_limited_result,
@@ -243,14 +244,7 @@ async def _test_connection(
         )
     except RateLimited as exc:
         return _rate_limited(platform, exc)
-    return connection_result(
-        ok=result.ok,
-        code=result.code.value if result.code else None,
-        message=result.message,
-        elapsed_ms=result.elapsed_ms,
-        digest=result.digest,
-        timeout_s=_timeout_s(platform),
-    )
+    return connection_result_from(result, timeout_s=_timeout_s(platform))
 
 
 # --- Overview and Settings -------------------------------------------------------------------------------
