@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 import uuid
 
 import pytest
@@ -77,9 +79,13 @@ def test_interrupted_rotation_resumes_without_a_new_version(settings_env: dict[s
     assert keys.status(platform) == {2: 5}
 
 
-def test_rotation_with_an_environment_key_explains_what_to_do(
-    settings_env: dict[str, str], master_key: str
-) -> None:
-    platform = build_platform({**settings_env, "GUARA_MASTER_KEY": master_key})
-    with pytest.raises(keys.RotationImpossible, match="GUARA_MASTER_KEY_FILE"):
-        keys.rotate(platform)
+def test_rotation_with_environment_keys(settings_env: dict[str, str], master_key: str) -> None:
+    old = build_platform({**settings_env, "GUARA_MASTER_KEY": master_key})
+    _seed(old, 3)
+    with pytest.raises(keys.RotationImpossible, match="v2:<new key>"):
+        keys.rotate(old)  # nothing to re-seal, and guara cannot add a version to the environment
+    new_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    both = build_platform({**settings_env, "GUARA_MASTER_KEY": f"v1:{master_key},v2:{new_key}"})
+    report = keys.rotate(both)
+    assert (report.version, report.resealed, report.resumed) == (2, 3, True)
+    assert keys.status(both) == {2: 3}

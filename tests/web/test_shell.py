@@ -130,3 +130,12 @@ def test_signed_out_pages_redirect_to_login(platform: Platform) -> None:
         response = http.get("/projects", follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"] == "/login"
+
+
+def test_page_errors_are_pages_not_json(platform: Platform) -> None:
+    with make_client(platform) as http:
+        _setup(http)
+        bad_id = http.get("/services/not-a-uuid")
+        assert bad_id.status_code == 422
+        assert "text/html" in bad_id.headers["content-type"]
+        assert "Check your input" in bad_id.text

@@ -90,17 +90,20 @@ def install(app: FastAPI) -> None:
         return _html(request, response, exc.message) if _wants_html(request) else response
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = validation_errors(exc)
         code = "invalid_json" if any(e["type"] == "json_invalid" for e in errors) else "invalid_input"
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body")
         message = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return JSONResponse(error_body(code, message, errors=errors), status_code=422)
+        response = JSONResponse(error_body(code, message, errors=errors), status_code=422)
+        return _html(request, response, message) if _wants_html(request) else response
 
     @app.exception_handler(DatabaseUnavailable)
-    async def _db(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return JSONResponse(error_body("unavailable", "the database is not available"), status_code=503)
+    async def _db(request: Request, exc: DatabaseUnavailable) -> Response:
+        message = "the database is not available; try again in a moment"
+        response = JSONResponse(error_body("unavailable", message), status_code=503)
+        return _html(request, response, message) if _wants_html(request) else response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

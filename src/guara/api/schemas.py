@@ -100,10 +100,6 @@ class AuditPagePublic(BaseModel):
     next_cursor: str | None
 
 
-class DeploymentCreate(Input):
-    pass
-
-
 class DeploymentPublic(BaseModel):
     id: uuid.UUID
     service_id: uuid.UUID

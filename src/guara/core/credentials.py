@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from guara.core import audit, services, validation
+from guara.core import audit, projects, services, validation
 from guara.core.accounts import Principal
 from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, PreflightFailed, RateLimited
 from guara.core.platform import Platform
@@ -404,7 +404,7 @@ async def create_service(
     )
     # Authorise before spending a preflight on someone else's project.
     await platform.in_session(
-        lambda session: services.get_project_for(session, principal=principal, project_id=project_id),
+        lambda session: projects.get_project(session, principal=principal, project_id=project_id),
     )
     verification = await _verify(
         platform, principal, image=str(reference), resolved=resolved, skip_verification=skip_verification

@@ -130,16 +130,6 @@ def fail_abandoned(session: Session, *, older_than_s: float = ABANDONED_AFTER_S)
     return len(rows)
 
 
-def last_deployment(session: Session, *, service_id: uuid.UUID) -> Deployment | None:
-    """The newest deployment of a service the caller has already been authorised for."""
-    return session.scalar(
-        select(Deployment)
-        .where(Deployment.service_id == service_id)
-        .order_by(Deployment.created_at.desc())
-        .limit(1)
-    )
-
-
 # --- starting -------------------------------------------------------------------------------------
 
 

@@ -53,13 +53,16 @@ def rotate(
     platform: Platform, *, batch_size: int = BATCH_SIZE, on_progress: Callable[[int], None] | None = None
 ) -> RotationReport:
     settings = platform.settings
-    if settings.master_key is not None:
-        raise RotationImpossible(
-            "the master key comes from GUARA_MASTER_KEY, which holds one version only. Move it into a key "
-            "file (GUARA_MASTER_KEY_FILE, mode 0600, its line 'v1:<key>'), unset GUARA_MASTER_KEY, and "
-            "run `guara keys rotate` again."
-        )
     resumed = pending(platform) > 0
+    if settings.master_key is not None and not resumed:
+        # guara cannot edit the environment: the operator adds the version, then rotate re-seals.
+        version = platform.keyring.current_version
+        raise RotationImpossible(
+            f"the master key comes from GUARA_MASTER_KEY and every secret is already sealed with its newest "
+            f"version (v{version}). Add a new key to it as 'v1:<old>,...,v{version + 1}:<new key>' "
+            "(openssl rand -base64 32), restart guara, then run `guara keys rotate` to re-seal; or move "
+            "the keys into a key file (GUARA_MASTER_KEY_FILE) and let guara add versions itself."
+        )
     if not resumed:
         append_key_version(settings.effective_master_key_file)
     resealed = reseal_pending(platform, batch_size=batch_size, on_progress=on_progress)

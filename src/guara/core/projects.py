@@ -23,14 +23,18 @@ def create_project(session: Session, *, principal: Principal, name: str) -> Proj
 
 
 def list_projects(session: Session, *, principal: Principal) -> list[Project]:
-    return list(
-        session.scalars(
-            select(Project)
-            .join(Membership, Membership.project_id == Project.id)
-            .where(Membership.user_id == principal.user_id)
-            .order_by(Project.created_at, Project.id)
-        )
+    return [project for project, _role in list_projects_with_roles(session, principal=principal)]
+
+
+def list_projects_with_roles(session: Session, *, principal: Principal) -> list[tuple[Project, str]]:
+    """The caller's projects and the caller's role in each, in one query."""
+    rows = session.execute(
+        select(Project, Membership.role)
+        .join(Membership, Membership.project_id == Project.id)
+        .where(Membership.user_id == principal.user_id)
+        .order_by(Project.created_at, Project.id)
     )
+    return [(project, role) for project, role in rows.tuples()]
 
 
 def get_project(session: Session, *, principal: Principal, project_id: uuid.UUID) -> Project:

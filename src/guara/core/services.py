@@ -15,8 +15,6 @@ from guara.core.projects import get_project
 from guara.store.db import UniqueViolation, flush_unique
 from guara.store.models import Membership, Service
 
-BUILD_METHODS = ("docker_image",)
-
 
 def create_service(
     session: Session,
@@ -54,11 +52,6 @@ def create_service(
         details={"image": service.image, **(audit_details or {})},
     )
     return service
-
-
-def get_project_for(session: Session, *, principal: Principal, project_id: uuid.UUID) -> uuid.UUID:
-    """Authorise the caller for a project (NotFound otherwise) and return its id."""
-    return get_project(session, principal=principal, project_id=project_id).id
 
 
 def get_service(session: Session, *, principal: Principal, service_id: uuid.UUID) -> Service:

@@ -11,10 +11,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, FastAPI, Query, status
+from fastapi import APIRouter, FastAPI, Query, status
 
 from guara.api.deps import CurrentUser, PlatformDep, SessionDep
-from guara.api.schemas import DeploymentCreate, DeploymentPublic
+from guara.api.schemas import DeploymentPublic
 from guara.core import deployments
 from guara.store.models import Deployment
 
@@ -52,7 +52,6 @@ async def start_deployment(
     service_id: uuid.UUID,
     user: CurrentUser,
     platform: PlatformDep,
-    body: Annotated[DeploymentCreate | None, Body()] = None,
 ) -> DeploymentPublic:
     row = await deployments.start_deployment(platform, user, service_id=service_id)
     return deployment_public(row)

@@ -22,13 +22,8 @@ def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) 
 @router.get("")
 def list_projects(user: CurrentUser, session: SessionDep) -> list[ProjectPublic]:
     return [
-        ProjectPublic(
-            id=p.id,
-            name=p.name,
-            role=projects.role_in(session, principal=user, project_id=p.id),
-            created_at=p.created_at,
-        )
-        for p in projects.list_projects(session, principal=user)
+        ProjectPublic(id=project.id, name=project.name, role=role, created_at=project.created_at)
+        for project, role in projects.list_projects_with_roles(session, principal=user)
     ]
 
 

@@ -54,8 +54,7 @@ async def create_service(
         else None,
         skip_verification=body.skip_verification,
     )
-    with platform.db.session() as session:
-        return service_public(session, service)
+    return await platform.in_session(lambda session: service_public(session, service))
 
 
 @router.get("/projects/{project_id}/services")
