@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from guara.core.platform import Platform
+from guara.core.validation import MAX_REGISTRY_SECRET
 from guara.store.models import RegistryCredential
 from tests.lab import Lab
 from tests.support import make_client
@@ -282,3 +283,21 @@ def test_test_connection_endpoint_uses_the_api_statuses(
     assert unreadable.json()["ok"] is False
     missing = owner.post_json("/-/test-connection", {"service_id": str(uuid.uuid4())})
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_passwords_longer_than_the_registry_limit_are_refused(
+    owner: WebUser, lab_platform: Platform, lab: Lab
+) -> None:
+    image = lab.token.ref("acme/api:v1")
+    longest = owner.post_json(
+        "/-/test-connection", {**_creds(lab, "p" * MAX_REGISTRY_SECRET), "image": image}
+    )
+    assert longest.status_code == 200 and longest.json()["code"] == "auth_failed"
+    too_long = "p" * (MAX_REGISTRY_SECRET + 1)
+    tested = owner.post_json("/-/test-connection", {**_creds(lab, too_long), "image": image})
+    assert tested.status_code == 422
+    assert too_long not in tested.text
+    project_id = create_project(lab_platform, owner.email)
+    status, page, _ = _wizard(owner, project_id, name="api", image=image, **_creds(lab, too_long))
+    assert status == 422
+    assert too_long not in page

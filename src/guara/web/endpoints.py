@@ -20,7 +20,7 @@ from guara.core import credentials, services, validation
 from guara.core.accounts import Principal
 from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated, RateLimited
 from guara.core.platform import Platform
-from guara.web.forms import MAX_SECRET
+from guara.core.validation import MAX_REGISTRY_SECRET
 from guara.web.presenters import connection_result_from, rate_limited_result
 
 router = APIRouter(prefix="/-", include_in_schema=False)
@@ -39,7 +39,7 @@ class TestConnection(_Body):
     image: str | None = Field(default=None, max_length=1000)
     registry: str | None = Field(default=None, max_length=255)
     username: str | None = Field(default=None, max_length=255)
-    password: SecretStr | None = Field(default=None, max_length=MAX_SECRET)
+    password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
     service_id: uuid.UUID | None = None
 
 

@@ -14,12 +14,10 @@ from pydantic import SecretStr
 
 from guara.core.credentials import CredentialsInput
 from guara.core.errors import Conflict, GuaraError, InvalidInput
-
-# Generous for a GCR JSON key (several KB); the same bound as the JSON API's.
-MAX_SECRET = 16 * 1024
+from guara.core.validation import MAX_REGISTRY_SECRET
 
 FormText = Annotated[str, Form(max_length=2000)]
-FormSecret = Annotated[SecretStr, Form(max_length=MAX_SECRET)]
+FormSecret = Annotated[SecretStr, Form(max_length=MAX_REGISTRY_SECRET)]
 NO_SECRET = SecretStr("")
 
 # Where an error about a field is shown on the page.
