@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from guara.api.deps import SESSION_COOKIE, PlatformDep
@@ -24,14 +24,10 @@ from guara.web.auth import (
     set_form_csrf_cookie,
     set_session_cookie,
 )
-from guara.web.views import render
+from guara.web.views import render, see_other
 
 router = APIRouter(include_in_schema=False)
 FormStr = Annotated[str, Form(max_length=2000)]
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 def _sign_in_page(request: Request, *, setup: bool, status_code: int = 200, **context: object) -> Response:
@@ -45,15 +41,15 @@ def _sign_in_page(request: Request, *, setup: bool, status_code: int = 200, **co
 def home(request: Request, platform: PlatformDep) -> Response:
     with platform.db.session() as session:
         if accounts.needs_setup(session):
-            return _see_other("/setup")
-    return _see_other("/projects")
+            return see_other("/setup")
+    return see_other("/projects")
 
 
 @router.get("/setup")
 def setup_page(request: Request, platform: PlatformDep) -> Response:
     with platform.db.session() as session:
         if not accounts.needs_setup(session):
-            return _see_other("/login")
+            return see_other("/login")
     return _sign_in_page(request, setup=True)
 
 
@@ -91,10 +87,10 @@ def _sign_in(
             new = accounts.start_session(session, principal=principal, max_age_s=max_age)
     except GuaraError as exc:
         if exc.code == "setup_done":
-            return _see_other("/login")
+            return see_other("/login")
         status = 401 if isinstance(exc, NotAuthenticated) else status_for(exc)
         return _sign_in_page(request, setup=setup, status_code=status, error=exc.message, email=email)
-    response = _see_other("/projects")
+    response = see_other("/projects")
     set_session_cookie(request, response, new, max_age)
     return response
 
@@ -103,7 +99,7 @@ def _sign_in(
 def logout(request: Request, platform: PlatformDep, user: FormUser) -> Response:
     with platform.db.session() as session:
         accounts.end_session(session, request.cookies.get(SESSION_COOKIE, ""))
-    response = _see_other("/login")
+    response = see_other("/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -124,7 +120,7 @@ def create_project(request: Request, platform: PlatformDep, user: FormUser, name
         with platform.db.session() as session:
             items = projects.list_projects(session, principal=user)
         return render(request, "projects.html", status_code=422, projects=items, error=exc.message)
-    return _see_other(f"/projects/{project.id}")
+    return see_other(f"/projects/{project.id}")
 
 
 @router.get("/projects/{project_id}")
@@ -145,4 +141,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, _exc: LoginRequired) -> Response:
-        return _see_other("/login")
+        return see_other("/login")

@@ -11,7 +11,7 @@ import uuid
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
@@ -50,7 +50,7 @@ from guara.web.presenters import (
     deployment_display,
     rate_limited_result,
 )
-from guara.web.views import render
+from guara.web.views import render, see_other
 
 router = APIRouter(include_in_schema=False)
 T = TypeVar("T")
@@ -66,10 +66,6 @@ SAVED_NOTES = {
     "removed": "Credentials removed. The service now pulls its image anonymously; if the image is "
     "private, its next deploy will fail until credentials are added back.",
 }
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 def _timeout_s(platform: Platform) -> float:
@@ -211,7 +207,7 @@ async def wizard_submit(
         return _wizard(request, status_code=429, result=_rate_limited(platform, exc), **page)
     except GuaraError as exc:
         return _wizard(request, status_code=status_for(exc), errors=PageErrors.from_error(exc), **page)
-    return _see_other(f"/services/{service.id}?created=1")
+    return see_other(f"/services/{service.id}?created=1")
 
 
 async def _probe(platform: Platform, user: Principal, image: str) -> AccessProbe:
@@ -282,7 +278,7 @@ async def service_page(
 async def deploy_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
     """The Deploy button: start a deployment in the background and show its progress on the Overview."""
     await deployments.start_deployment(platform, user, service_id=service_id)
-    return _see_other(f"/services/{service_id}#deployments")
+    return see_other(f"/services/{service_id}#deployments")
 
 
 def _settings(
@@ -377,7 +373,7 @@ async def save_credentials_form(
     except GuaraError as exc:
         errors = PageErrors.from_error(exc)
         return _settings(request, context, status_code=status_for(exc), errors=errors, **page)
-    return _see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
+    return see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
 
 
 @router.get("/services/{service_id}/settings/registry-credentials/remove")
@@ -386,7 +382,7 @@ async def remove_confirm_page(
 ) -> Response:
     context = await platform.in_session(lambda s: _service_context(s, user, service_id))
     if context["credentials"] is None:
-        return _see_other(f"/services/{service_id}/settings#private-registry")
+        return see_other(f"/services/{service_id}/settings#private-registry")
     return render(request, "remove_credentials.html", tab="settings", **context)
 
 
@@ -394,4 +390,4 @@ async def remove_confirm_page(
 def remove_credentials_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
     with platform.db.session() as session:
         credentials.remove_credentials(session, principal=user, service_id=service_id)
-    return _see_other(f"/services/{service_id}/settings?saved=removed#private-registry")
+    return see_other(f"/services/{service_id}/settings?saved=removed#private-registry")

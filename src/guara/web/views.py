@@ -1,4 +1,4 @@
-"""Template rendering shared by the dashboard's pages."""
+"""Rendering and redirects shared by the dashboard's pages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -16,6 +16,11 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("user", getattr(request.state, "user", None))
     context.setdefault("csrf_token", getattr(request.state, "csrf_token", None))
     return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def see_other(url: str) -> RedirectResponse:
+    """The redirect after a form post (303: the browser follows it with a GET)."""
+    return RedirectResponse(url, status_code=303)
 
 
 HEADINGS = {
