@@ -20,8 +20,10 @@ FormText = Annotated[str, Form(max_length=2000)]
 FormSecret = Annotated[SecretStr, Form(max_length=MAX_REGISTRY_SECRET)]
 NO_SECRET = SecretStr("")
 
-# Where an error about a field is shown on the page.
-_FIELD_OF = {"registry_credentials": "username", "cursor": "", "limit": ""}
+# The fields the service forms show an error next to; an error about any other field is shown for the
+# whole form. The API's name for the credentials pair is shown at the username.
+_SHOWN_FIELDS = frozenset({"name", "build_method", "image", "registry", "username", "password"})
+_FIELD_OF = {"registry_credentials": "username"}
 
 
 @dataclass
@@ -32,6 +34,24 @@ class CredentialsFormValues:
     username: str = ""
     skip_verification: bool = False
     password_was_sent: bool = False
+
+    @classmethod
+    def posted(
+        cls,
+        *,
+        registry: str,
+        username: str,
+        password: SecretStr,
+        skip_verification: str,
+        default_registry: str = "",
+    ) -> CredentialsFormValues:
+        """The values of a credentials form post; an empty Registry URL falls back to ``default_registry``."""
+        return cls(
+            registry=registry.strip() or default_registry,
+            username=username,
+            skip_verification=is_checked(skip_verification),
+            password_was_sent=optional_secret(password) is not None,
+        )
 
 
 @dataclass
@@ -56,7 +76,7 @@ class PageErrors:
     def from_error(cls, exc: GuaraError) -> PageErrors:
         if isinstance(exc, InvalidInput) and exc.field:
             name = _FIELD_OF.get(exc.field, exc.field)
-            if name:
+            if name in _SHOWN_FIELDS:
                 return cls(fields={name: exc.message})
         if isinstance(exc, Conflict) and exc.code == "name_taken":
             return cls(fields={"name": exc.message})

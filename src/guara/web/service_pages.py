@@ -8,7 +8,7 @@ the preflight again in ``guara.core.credentials``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import Any, TypedDict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -37,7 +37,6 @@ from guara.web.forms import (
     FormText,
     PageErrors,
     WizardValues,
-    is_checked,
     new_credentials,
     optional_secret,
     optional_text,
@@ -53,7 +52,6 @@ from guara.web.presenters import (
 from guara.web.views import render, see_other
 
 router = APIRouter(include_in_schema=False)
-T = TypeVar("T")
 
 BUILD_METHODS = (
     ("docker_image", "Docker Image", "Deploy a pre-built image from any OCI (V2) registry.", True),
@@ -85,6 +83,22 @@ def _failed_save_result(platform: Platform, exc: PreflightFailed) -> ConnectionR
 
 def _rate_limited(platform: Platform, exc: RateLimited) -> ConnectionResult:
     return rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
+
+
+class _Failure(TypedDict, total=False):
+    status_code: int
+    result: ConnectionResult
+    errors: PageErrors
+
+
+def _failure(platform: Platform, exc: GuaraError) -> _Failure:
+    """A test or save that failed, as its form shows it: a result box (a failed preflight, the soft
+    rate-limit notice) or field errors, with the status the API would give the error."""
+    if isinstance(exc, PreflightFailed):
+        return {"status_code": status_for(exc), "result": _failed_save_result(platform, exc)}
+    if isinstance(exc, RateLimited):
+        return {"status_code": status_for(exc), "result": _rate_limited(platform, exc)}
+    return {"status_code": status_for(exc), "errors": PageErrors.from_error(exc)}
 
 
 # --- create wizard -----------------------------------------------------------------------------------
@@ -155,11 +169,8 @@ async def wizard_submit(
         name=name.strip(),
         image=image.strip(),
         build_method=build_method,
-        credentials=CredentialsFormValues(
-            registry=registry.strip(),
-            username=username,
-            skip_verification=is_checked(skip_verification),
-            password_was_sent=optional_secret(password) is not None,
+        credentials=CredentialsFormValues.posted(
+            registry=registry, username=username, password=password, skip_verification=skip_verification
         ),
     )
     page: dict[str, Any] = {"project": project, "values": values}
@@ -201,12 +212,8 @@ async def wizard_submit(
         )
     except NotFound:
         raise
-    except PreflightFailed as exc:
-        return _wizard(request, status_code=422, result=_failed_save_result(platform, exc), **page)
-    except RateLimited as exc:
-        return _wizard(request, status_code=429, result=_rate_limited(platform, exc), **page)
     except GuaraError as exc:
-        return _wizard(request, status_code=status_for(exc), errors=PageErrors.from_error(exc), **page)
+        return _wizard(request, **_failure(platform, exc), **page)
     return see_other(f"/services/{service.id}?created=1")
 
 
@@ -338,11 +345,12 @@ async def save_credentials_form(
 ) -> Response:
     context = await platform.in_session(lambda s: _service_context(s, user, service_id))
     service: Service = context["service"]
-    values = CredentialsFormValues(
-        registry=registry.strip() or context["image_registry"],
+    values = CredentialsFormValues.posted(
+        registry=registry,
         username=username,
-        skip_verification=is_checked(skip_verification),
-        password_was_sent=optional_secret(password) is not None,
+        password=password,
+        skip_verification=skip_verification,
+        default_registry=context["image_registry"],
     )
     page: dict[str, Any] = {"edit": True, "values": values}
     try:
@@ -366,13 +374,8 @@ async def save_credentials_form(
         )
     except NotFound:
         raise
-    except PreflightFailed as exc:
-        return _settings(request, context, status_code=422, result=_failed_save_result(platform, exc), **page)
-    except RateLimited as exc:
-        return _settings(request, context, status_code=429, result=_rate_limited(platform, exc), **page)
     except GuaraError as exc:
-        errors = PageErrors.from_error(exc)
-        return _settings(request, context, status_code=status_for(exc), errors=errors, **page)
+        return _settings(request, context, **_failure(platform, exc), **page)
     return see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
 
 
