@@ -34,7 +34,7 @@ def list_projects_with_roles(session: Session, *, principal: Principal) -> list[
         .where(Membership.user_id == principal.user_id)
         .order_by(Project.created_at, Project.id)
     )
-    return [(project, role) for project, role in rows.tuples()]
+    return [(project, role) for project, role in rows]
 
 
 def get_project(session: Session, *, principal: Principal, project_id: uuid.UUID) -> Project:
