@@ -149,3 +149,12 @@ def test_audit_rows(action: str, details: dict[str, object], summary: str, outco
     row = audit_row(_entry(action, details))
     assert (row.summary, row.outcome) == (summary, outcome)
     assert row.actor == "ana@example.com" and row.when == "2025-01-02 12:00:00 UTC"
+
+
+def test_naive_stored_times_read_as_utc() -> None:
+    naive = NOW.replace(tzinfo=None)  # what SQLite hands back
+    assert ago(naive - timedelta(minutes=5), now=NOW) == "5 minutes ago"
+    entry = _entry("service.create", {"image": "nginx"})
+    entry.created_at = naive
+    row = audit_row(entry)
+    assert (row.when, row.when_iso) == ("2025-01-02 12:00:00 UTC", "2025-01-02T12:00:00+00:00")

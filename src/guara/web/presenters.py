@@ -147,12 +147,16 @@ def credentials_display(view: CredentialsView, *, now: datetime | None = None) -
     )
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite hands back naive ones, which are UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def ago(moment: datetime | None, *, now: datetime | None = None) -> str:
     """'just now', '5 minutes ago', '3 hours ago', else a UTC date."""
     if moment is None:
         return "never"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = _as_utc(moment)
     seconds = int(((now or datetime.now(UTC)) - moment).total_seconds())
     if seconds < 60:
         return "just now"
@@ -166,9 +170,7 @@ def ago(moment: datetime | None, *, now: datetime | None = None) -> str:
 
 
 def utc_text(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _as_utc(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- audit log -------------------------------------------------------------------------------------
@@ -186,9 +188,6 @@ class AuditRow:
     outcome: str  # passed | overridden | removed | "" (not a credentials change)
 
 
-_FIELD_NAMES = {"registry": "registry", "username": "username", "password": "password"}
-
-
 def audit_row(entry: AuditLog) -> AuditRow:
     details: dict[str, Any] = entry.details or {}
     credentials = details.get("credentials")
@@ -203,7 +202,7 @@ def audit_row(entry: AuditLog) -> AuditRow:
             if entry.action == "service.create"
             else ("Added" if credentials == "added" else "Updated")
         )
-        changed = [_FIELD_NAMES.get(str(f), str(f)) for f in details.get("changed", [])]
+        changed = [str(f) for f in details.get("changed", [])]
         what = f" ({', '.join(changed)} changed)" if credentials == "updated" and changed else ""
         how = "Test Connection passed" if preflight == "passed" else "saved without verifying"
         summary = f"{verb} registry credentials for {registry}{what}: {how}"
@@ -221,7 +220,7 @@ def audit_row(entry: AuditLog) -> AuditRow:
     else:
         summary = entry.action.replace(".", " ").capitalize()
         outcome = ""
-    created = entry.created_at if entry.created_at.tzinfo else entry.created_at.replace(tzinfo=UTC)
+    created = _as_utc(entry.created_at)
     return AuditRow(
         id=entry.id,
         when=utc_text(created),
@@ -251,7 +250,7 @@ class DeploymentDisplay:
 
 
 def deployment_display(row: Deployment, *, now: datetime | None = None) -> DeploymentDisplay:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    created = _as_utc(row.created_at)
     return DeploymentDisplay(
         id=str(row.id),
         status=row.status,
