@@ -11,12 +11,7 @@ from fastapi.testclient import TestClient
 
 from guara.core.platform import Platform
 from tests.support import make_client
-
-
-def _form_csrf(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "form has no csrf_token"
-    return match.group(1)
+from tests.web.support import form_csrf
 
 
 def _setup(
@@ -25,7 +20,7 @@ def _setup(
     page = http.get("/setup")
     response: httpx.Response = http.post(
         "/setup",
-        data={"email": email, "password": password, "csrf_token": _form_csrf(page.text)},
+        data={"email": email, "password": password, "csrf_token": form_csrf(page.text)},
         follow_redirects=False,
     )
     return response
@@ -53,7 +48,7 @@ def test_empty_install_offers_first_account_once(platform: Platform) -> None:
             data={
                 "email": "second@example.com",
                 "password": "first-password",
-                "csrf_token": _form_csrf(login.text),
+                "csrf_token": form_csrf(login.text),
             },
         )
         assert bad.status_code == 401
@@ -90,9 +85,14 @@ def test_forms_refuse_missing_csrf(platform: Platform) -> None:
         assert "form expired" in response.text
         page = http.get("/projects")
         ok = http.post(
-            "/projects", data={"name": "shop", "csrf_token": _form_csrf(page.text)}, follow_redirects=False
+            "/projects", data={"name": "shop", "csrf_token": form_csrf(page.text)}, follow_redirects=False
         )
         assert ok.status_code == 303
+    with make_client(platform) as http:
+        http.get("/login")
+        signed_out = http.post("/login", data={"email": "first@example.com", "password": "first-password"})
+        assert signed_out.status_code == 401
+        assert "form expired" in signed_out.text
 
 
 def test_cookie_api_calls_need_the_csrf_header(platform: Platform) -> None:
@@ -113,7 +113,7 @@ def test_pages_and_another_users_service_is_a_404_page(platform: Platform) -> No
         _setup(http)
         page = http.get("/projects")
         created = http.post(
-            "/projects", data={"name": "shop", "csrf_token": _form_csrf(page.text)}, follow_redirects=False
+            "/projects", data={"name": "shop", "csrf_token": form_csrf(page.text)}, follow_redirects=False
         )
         project_path = created.headers["location"]
         assert "shop" in http.get(project_path).text

@@ -38,10 +38,14 @@ def web_user(request: Request, platform: PlatformDep) -> Principal:
 WebUser = Annotated[Principal, Depends(web_user)]
 
 
-def check_csrf(request: Request, sent: str) -> None:
-    expected: str = getattr(request.state, "csrf_token", "") or ""
+def _require_token(sent: str, expected: str) -> None:
+    """The token a form sent must equal the expected one (constant-time); an empty expectation fails."""
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise NotAuthenticated("the form expired; reload the page and try again", code="csrf_failed")
+
+
+def check_csrf(request: Request, sent: str) -> None:
+    _require_token(sent, getattr(request.state, "csrf_token", "") or "")
 
 
 def csrf_checked_user(
@@ -61,9 +65,7 @@ def form_csrf_token(request: Request) -> str:
 
 
 def check_form_csrf(request: Request, sent: str) -> None:
-    cookie = request.cookies.get(FORM_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
-        raise NotAuthenticated("the form expired; reload the page and try again", code="csrf_failed")
+    _require_token(sent, request.cookies.get(FORM_CSRF_COOKIE, ""))
 
 
 def _secure(request: Request) -> bool:
