@@ -1,7 +1,22 @@
-"""Dashboard fixtures: the API tests' lab platform (lab CA trusted, loopback allowed), reused here."""
+"""Dashboard fixtures: the API tests' lab platform (lab CA trusted, loopback allowed), reused here, and a
+signed-in owner on it."""
 
 from __future__ import annotations
 
-from tests.api.conftest import lab_env, lab_platform
+from collections.abc import Iterator
 
-__all__ = ["lab_env", "lab_platform"]
+import pytest
+
+from guara.core.platform import Platform
+from tests.api.conftest import lab_env, lab_platform
+from tests.support import make_client
+from tests.web.support import WebUser
+
+__all__ = ["lab_env", "lab_platform", "owner"]
+
+
+@pytest.fixture
+def owner(lab_platform: Platform) -> Iterator[WebUser]:
+    """A dashboard user signed in on the lab platform, through the sign-in form."""
+    with make_client(lab_platform) as http:
+        yield WebUser.sign_in(http, lab_platform, "owner@example.com")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -21,12 +20,6 @@ from tests.support import make_client
 from tests.web.support import WebUser, create_project, text_of
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def owner(lab_platform: Platform) -> Iterator[WebUser]:
-    with make_client(lab_platform) as http:
-        yield WebUser.sign_in(http, lab_platform, "owner@example.com")
 
 
 def _wizard(user: WebUser, project_id: str, **data: str) -> tuple[int, str, str]:

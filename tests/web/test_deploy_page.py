@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,12 +12,6 @@ from tests.support import make_client
 from tests.web.support import WebUser, create_project, text_of
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def owner(lab_platform: Platform) -> Iterator[WebUser]:
-    with make_client(lab_platform) as http:
-        yield WebUser.sign_in(http, lab_platform, "owner@example.com")
 
 
 def _deploy_and_wait(user: WebUser, service_path: str) -> str:
