@@ -294,3 +294,17 @@ def test_passwords_longer_than_the_registry_limit_are_refused(
     status, page, _ = _wizard(owner, project_id, name="api", image=image, **_creds(lab, too_long))
     assert status == 422
     assert too_long not in page
+
+
+def test_a_rate_limited_form_test_is_a_429_with_the_soft_notice(
+    owner: WebUser, lab_platform: Platform, lab: Lab
+) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    form = {"name": "api", "image": lab.token.ref("acme/api:v1"), "action": "test", **_creds(lab, "wrong")}
+    for _ in range(5):
+        status, page, _ = _wizard(owner, project_id, **form)
+        assert status == 422 and "The registry rejected these credentials" in text_of(page)
+    status, page, _ = _wizard(owner, project_id, **form)
+    assert status == 429
+    assert re.search(r"You've run 5 tests in the last minute — try again in \d+ seconds", text_of(page))
+    assert 'data-code="rate_limited"' in page and "New service" in text_of(page)

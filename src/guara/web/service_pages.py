@@ -234,19 +234,16 @@ async def _test_connection(
     password: SecretStr | None,
     service_id: uuid.UUID | None,
 ) -> ConnectionResult:
-    """Test Connection from a plain form post: a result, or the soft rate-limit notice."""
-    try:
-        result = await credentials.run_test_connection(
-            platform,
-            user,
-            image=image,
-            registry=registry,
-            username=username,
-            password=password,
-            service_id=service_id,
-        )
-    except RateLimited as exc:
-        return _rate_limited(platform, exc)
+    """Test Connection from a plain form post; a rate limit raises, and the form shows the soft notice."""
+    result = await credentials.run_test_connection(
+        platform,
+        user,
+        image=image,
+        registry=registry,
+        username=username,
+        password=password,
+        service_id=service_id,
+    )
     return connection_result_from(result, timeout_s=_timeout_s(platform))
 
 
