@@ -85,13 +85,15 @@ def _rate_limited(platform: Platform, exc: RateLimited) -> ConnectionResult:
     return rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
 
 
-class _Failure(TypedDict, total=False):
+class _Feedback(TypedDict, total=False):
+    """What a form page shows after a test, or a save that failed, and with which status."""
+
     status_code: int
     result: ConnectionResult
     errors: PageErrors
 
 
-def _failure(platform: Platform, exc: GuaraError) -> _Failure:
+def _failure(platform: Platform, exc: GuaraError) -> _Feedback:
     """A test or save that failed, as its form shows it: a result box (a failed preflight, the soft
     rate-limit notice) or field errors, with the status the API would give the error."""
     if isinstance(exc, PreflightFailed):
@@ -186,7 +188,7 @@ async def wizard_submit(
         if action == "check":
             return _wizard(request, access=await _probe(platform, user, values.image), **page)
         if action == "test":
-            result = await _test_connection(
+            tested = await _test_connection(
                 platform,
                 user,
                 image=values.image,
@@ -195,7 +197,7 @@ async def wizard_submit(
                 password=optional_secret(password),
                 service_id=None,
             )
-            return _wizard(request, result=result, status_code=200 if result.ok else 422, **page)
+            return _wizard(request, **tested, **page)
         service = await credentials.create_service(
             platform,
             user,
@@ -233,8 +235,9 @@ async def _test_connection(
     username: str | None,
     password: SecretStr | None,
     service_id: uuid.UUID | None,
-) -> ConnectionResult:
-    """Test Connection from a plain form post; a rate limit raises, and the form shows the soft notice."""
+) -> _Feedback:
+    """Test Connection from a plain form post: the result box, with 422 when the test failed. A rate
+    limit raises, and the form shows the soft notice (``_failure``)."""
     result = await credentials.run_test_connection(
         platform,
         user,
@@ -244,7 +247,8 @@ async def _test_connection(
         password=password,
         service_id=service_id,
     )
-    return connection_result_from(result, timeout_s=_timeout_s(platform))
+    view = connection_result_from(result, timeout_s=_timeout_s(platform))
+    return {"status_code": 200 if view.ok else 422, "result": view}
 
 
 # --- Overview and Settings -------------------------------------------------------------------------------
@@ -352,7 +356,7 @@ async def save_credentials_form(
     page: dict[str, Any] = {"edit": True, "values": values}
     try:
         if action == "test":
-            result = await _test_connection(
+            tested = await _test_connection(
                 platform,
                 user,
                 image=service.image,
@@ -361,7 +365,7 @@ async def save_credentials_form(
                 password=optional_secret(password),
                 service_id=service.id,
             )
-            return _settings(request, context, result=result, status_code=200 if result.ok else 422, **page)
+            return _settings(request, context, **tested, **page)
         view = await credentials.save_credentials(
             platform,
             user,
