@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from guara.api.deps import SESSION_COOKIE, PlatformDep
 from guara.api.errors import status_for
 from guara.core import accounts, credentials, projects, services
-from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated
+from guara.core.errors import GuaraError, InvalidInput
 from guara.web import audit_pages, endpoints, service_pages
 from guara.web.auth import (
     FormUser,
@@ -24,10 +23,10 @@ from guara.web.auth import (
     set_form_csrf_cookie,
     set_session_cookie,
 )
+from guara.web.forms import FormText
 from guara.web.views import render, see_other
 
 router = APIRouter(include_in_schema=False)
-FormStr = Annotated[str, Form(max_length=2000)]
 
 
 def _sign_in_page(request: Request, *, setup: bool, status_code: int = 200, **context: object) -> Response:
@@ -55,7 +54,7 @@ def setup_page(request: Request, platform: PlatformDep) -> Response:
 
 @router.post("/setup")
 def setup_submit(
-    request: Request, platform: PlatformDep, email: FormStr, password: FormStr, csrf_token: FormStr = ""
+    request: Request, platform: PlatformDep, email: FormText, password: FormText, csrf_token: FormText = ""
 ) -> Response:
     return _sign_in(request, platform, email=email, password=password, csrf_token=csrf_token, setup=True)
 
@@ -67,7 +66,7 @@ def login_page(request: Request) -> Response:
 
 @router.post("/login")
 def login_submit(
-    request: Request, platform: PlatformDep, email: FormStr, password: FormStr, csrf_token: FormStr = ""
+    request: Request, platform: PlatformDep, email: FormText, password: FormText, csrf_token: FormText = ""
 ) -> Response:
     return _sign_in(request, platform, email=email, password=password, csrf_token=csrf_token, setup=False)
 
@@ -88,8 +87,9 @@ def _sign_in(
     except GuaraError as exc:
         if exc.code == "setup_done":
             return see_other("/login")
-        status = 401 if isinstance(exc, NotAuthenticated) else status_for(exc)
-        return _sign_in_page(request, setup=setup, status_code=status, error=exc.message, email=email)
+        return _sign_in_page(
+            request, setup=setup, status_code=status_for(exc), error=exc.message, email=email
+        )
     response = see_other("/projects")
     set_session_cookie(request, response, new, max_age)
     return response
@@ -112,14 +112,16 @@ def projects_page(request: Request, platform: PlatformDep, user: WebUser) -> Res
 
 
 @router.post("/projects")
-def create_project(request: Request, platform: PlatformDep, user: FormUser, name: FormStr) -> Response:
+def create_project(request: Request, platform: PlatformDep, user: FormUser, name: FormText) -> Response:
     try:
         with platform.db.session() as session:
             project = projects.create_project(session, principal=user, name=name)
     except InvalidInput as exc:
         with platform.db.session() as session:
             items = projects.list_projects(session, principal=user)
-        return render(request, "projects.html", status_code=422, projects=items, error=exc.message)
+        return render(
+            request, "projects.html", status_code=status_for(exc), projects=items, error=exc.message
+        )
     return see_other(f"/projects/{project.id}")
 
 
