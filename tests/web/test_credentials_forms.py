@@ -291,6 +291,8 @@ def test_passwords_longer_than_the_registry_limit_are_refused(
     assert tested.status_code == 422
     assert too_long not in tested.text
     project_id = create_project(lab_platform, owner.email)
+    wizard = owner.http.get(f"/projects/{project_id}/services/new").text
+    assert f'type="password" maxlength="{MAX_REGISTRY_SECRET}"' in wizard
     status, page, _ = _wizard(owner, project_id, name="api", image=image, **_creds(lab, too_long))
     assert status == 422
     assert too_long not in page
