@@ -107,6 +107,7 @@
       this.result = form.querySelector("[data-result]");
       this.gate = form.querySelector("[data-gate]");
       this.serviceId = form.dataset.serviceId || null;
+      this.timeoutS = Number(form.dataset.timeoutS) || 8;
       this.lastTest = null; // { key, ok } of the newest finished test
       this.submitting = false;
       this.registryTouched = false;
@@ -214,7 +215,7 @@
       if (this.serviceId) body.service_id = this.serviceId;
       this.testButton.disabled = true;
       this.testButton.setAttribute("aria-busy", "true");
-      this.showResult(el("p", { class: "pending" }, "Testing the connection… (at most 8 seconds)"));
+      this.showResult(el("p", { class: "pending" }, `Testing the connection… (at most ${this.timeoutS} seconds)`));
       let retryAfter = 0;
       try {
         const { status, data } = await postJSON("/-/test-connection", body);
