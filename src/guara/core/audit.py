@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
 from guara.core.projects import get_project
-from guara.store.models import AuditLog
+from guara.store.models import AuditLog, Service
 
 MAX_PAGE = 200
 CURSOR = re.compile(r"[0-9]{1,18}")  # an audit id; ASCII digits only ("²".isdigit() is True)
@@ -26,26 +26,18 @@ class AuditPage:
 
 
 def record(
-    session: Session,
-    *,
-    principal: Principal,
-    project_id: uuid.UUID,
-    action: str,
-    target_type: str,
-    target_id: uuid.UUID,
-    target_name: str,
-    details: dict[str, Any],
+    session: Session, *, principal: Principal, service: Service, action: str, details: dict[str, Any]
 ) -> None:
-    """Add one entry to the current transaction. ``details`` must never hold a secret."""
+    """Add one entry about ``service`` to the current transaction. ``details`` never hold a secret."""
     session.add(
         AuditLog(
-            project_id=project_id,
+            project_id=service.project_id,
             actor_id=principal.user_id,
             actor_email=principal.email,
             action=action,
-            target_type=target_type,
-            target_id=str(target_id),
-            target_name=target_name,
+            target_type="service",
+            target_id=str(service.id),
+            target_name=service.name,
             details=details,
         )
     )

@@ -473,11 +473,8 @@ async def save_credentials(
         audit.record(
             session,
             principal=principal,
-            project_id=service.project_id,
+            service=service,
             action="service.update",
-            target_type="service",
-            target_id=service.id,
-            target_name=service.name,
             details={
                 "credentials": "added" if previous_registry is None else "updated",
                 "registry": resolved.registry,
@@ -502,11 +499,8 @@ def remove_credentials(session: Session, *, principal: Principal, service_id: uu
     audit.record(
         session,
         principal=principal,
-        project_id=service.project_id,
+        service=service,
         action="service.update",
-        target_type="service",
-        target_id=service.id,
-        target_name=service.name,
         details={"credentials": "removed", "registry": registry},
     )
     return True

@@ -485,11 +485,8 @@ def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, ou
     audit.record(
         session,
         principal=principal,
-        project_id=row.project_id,
+        service=service,
         action="service.deploy",
-        target_type="service",
-        target_id=service.id,
-        target_name=service.name,
         details={
             "deployment_id": str(row.id),
             "status": row.status,

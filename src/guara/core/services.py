@@ -44,11 +44,8 @@ def create_service(
     audit.record(
         session,
         principal=principal,
-        project_id=project.id,
+        service=service,
         action="service.create",
-        target_type="service",
-        target_id=service.id,
-        target_name=service.name,
         details={"image": service.image, **(audit_details or {})},
     )
     return service
