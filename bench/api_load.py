@@ -199,9 +199,13 @@ async def main() -> None:
                                 await asyncio.sleep(0.05)
 
                     poller = asyncio.create_task(poll_health())
-                    hung = await asyncio.gather(
-                        *(api_test(api, tokens[20 + i % 10], hole) for i in range(50))
-                    )
+                    # A fresh client: nothing left over from the first part shares its connections.
+                    async with httpx.AsyncClient(
+                        base_url=url, timeout=30, limits=httpx.Limits(max_connections=100)
+                    ) as fresh:
+                        hung = await asyncio.gather(
+                            *(api_test(fresh, tokens[20 + i % 10], hole) for i in range(50))
+                        )
                     done.set()
                     await poller
                 codes = {r["code"] for _, r in hung}
