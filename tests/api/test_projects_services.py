@@ -145,3 +145,28 @@ def test_openapi_is_served(client: ApiUser) -> None:
     spec = client.http.get("/api/v1/openapi.json").json()
     assert "/api/v1/projects/{project_id}/services" in spec["paths"]
     assert "/api/v1/registry/test" in spec["paths"]
+
+
+def test_service_platform_is_chosen_at_create_and_changed_later(client: ApiUser, platform: Platform) -> None:
+    project_id = client.project()
+    created = client.post(
+        f"/projects/{project_id}/services",
+        json={"name": "arm", "image": "busybox", "platform": "linux/aarch64"},
+    )
+    assert created.status_code == 201, created.text
+    service_id = created.json()["id"]
+    assert created.json()["platform"] == "linux/arm64"
+    bad = client.post(
+        f"/projects/{project_id}/services", json={"name": "x", "image": "busybox", "platform": "arm"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "invalid_platform"
+    changed = client.request("PATCH", f"/services/{service_id}", json={"platform": "linux/amd64"})
+    assert changed.json()["platform"] == "linux/amd64"
+    [update, _create] = client.get(f"/projects/{project_id}/audit-logs").json()["entries"]
+    assert update["details"] == {"platform": "linux/amd64", "previous_platform": "linux/arm64"}
+    other = ApiUser.sign_up(client.http, platform, "other@example.com")
+    assert (
+        other.request("PATCH", f"/services/{service_id}", json={"platform": "linux/arm64"}).status_code == 404
+    )
+    assert client.get(f"/services/{service_id}").json()["platform"] == "linux/amd64"

@@ -15,7 +15,7 @@ import pytest
 
 from guara.core import deployments
 from guara.core.platform import Platform
-from guara.store.models import Deployment, Service
+from guara.store.models import Deployment
 from tests.conftest import build_platform
 from tests.deploy.conftest import credentials, deploy, wait_for
 from tests.deploy.fakes import hanging_registry
@@ -200,12 +200,10 @@ def test_rotated_credentials_are_used_by_the_next_deploy(lab_client: ApiUser, la
     assert "Settings" in rejected["message"] and "not-it" not in json.dumps(rejected)
 
 
-def _set_platform(platform: Platform, service_id: str, value: str) -> None:
-    # There is no API for the service platform yet: set it in the database.
-    with platform.db.session() as session:
-        service = session.get(Service, uuid.UUID(service_id))
-        assert service is not None
-        service.platform = value
+def _set_platform(client: ApiUser, service_id: str, value: str) -> None:
+    response = client.request("PATCH", f"/services/{service_id}", json={"platform": value})
+    assert response.status_code == 200, response.text
+    assert response.json()["platform"] == value
 
 
 def test_multi_platform_index_pins_the_platform_manifest(
@@ -222,7 +220,7 @@ def test_multi_platform_index_pins_the_platform_manifest(
     assert annotations["guara.dev/index-digest"] == lab.token.images["acme/multi:v1"]
     assert lab.token.images["acme/multi:v1"] in amd64["message"]
 
-    _set_platform(lab_platform, service_id, "linux/arm64")
+    _set_platform(lab_client, service_id, "linux/arm64")
     arm64 = deploy(lab_client, service_id)
     assert arm64["status"] == "succeeded", arm64["message"]
     assert arm64["platform"] == "linux/arm64"
@@ -231,20 +229,19 @@ def test_multi_platform_index_pins_the_platform_manifest(
     assert pod["containers"][0]["image"].endswith(f"/acme/multi@{children['linux/arm64']}")
     assert pod["nodeSelector"]["kubernetes.io/arch"] == "arm64"
 
-    _set_platform(lab_platform, service_id, "linux/s390x")
+    _set_platform(lab_client, service_id, "linux/s390x")
     missing = deploy(lab_client, service_id)
     assert missing["code"] == "manifest_not_found"
     assert "linux/amd64, linux/arm64" in missing["message"]
 
     # A single-platform image built for amd64 does not run on an arm64 service.
     api_service = _service(lab_client, project_id, lab, "acme/api:v1", name="api", user="alice")
-    _set_platform(lab_platform, api_service, "linux/arm64")
+    _set_platform(lab_client, api_service, "linux/arm64")
     mismatch = deploy(lab_client, api_service)
     assert mismatch["code"] == "manifest_not_found"
     assert "built for linux/amd64" in mismatch["message"]
 
-    _set_platform(lab_platform, api_service, "not a platform")
-    refused = lab_client.post(f"/services/{api_service}/deployments")
+    refused = lab_client.request("PATCH", f"/services/{api_service}", json={"platform": "not a platform"})
     assert refused.status_code == 422
     assert refused.json()["code"] == "invalid_platform"
 

@@ -73,3 +73,21 @@ def test_deploy_form_needs_csrf_and_membership(owner: WebUser, lab_platform: Pla
         other = WebUser.sign_in(other_http, lab_platform, "other@example.com")
         assert other.post_form(f"{service_path}/deployments", {}).status_code == 404
     assert "No deployments yet" in text_of(owner.http.get(service_path).text)
+
+
+def test_platform_is_set_in_settings(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+    project_id = create_project(lab_platform, owner.email)
+    created = owner.post_form(
+        f"/projects/{project_id}/services/new", {"name": "web", "image": lab.token.ref("public/hello:latest")}
+    )
+    service_path = created.headers["location"].split("?")[0]
+    bad = owner.post_form(f"{service_path}/settings/platform", {"platform": "arm"})
+    assert bad.status_code == 422
+    assert "os/architecture" in text_of(bad.text)
+    saved = owner.post_form(f"{service_path}/settings/platform", {"platform": "linux/aarch64"})
+    assert saved.status_code == 303
+    page = text_of(owner.http.get(saved.headers["location"]).text)
+    assert "Platform saved" in page
+    assert "Platform linux/arm64" in text_of(owner.http.get(service_path).text)
+    audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
+    assert "Set the deploy platform to linux/arm64 (was linux/amd64)" in audit

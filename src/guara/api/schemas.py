@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from guara.core.validation import MAX_REGISTRY_SECRET
+from guara.deploy import DEFAULT_PLATFORM
 
 
 class Input(BaseModel):
@@ -35,8 +36,13 @@ class CredentialsInput(Input):
 class ServiceCreate(Input):
     name: str = Field(max_length=1000)
     image: str = Field(max_length=1000)
+    platform: str = Field(default=DEFAULT_PLATFORM, max_length=100)
     registry_credentials: CredentialsInput | None = None
     skip_verification: bool = False
+
+
+class ServiceUpdate(Input):
+    platform: str = Field(max_length=100)
 
 
 class CredentialsUpdate(CredentialsInput):

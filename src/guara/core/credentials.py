@@ -21,6 +21,7 @@ from guara.core import audit, projects, services, validation
 from guara.core.accounts import Principal
 from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, PreflightFailed, RateLimited
 from guara.core.platform import Platform
+from guara.deploy import DEFAULT_PLATFORM
 from guara.registry import (
     InvalidRegistry,
     PreflightResult,
@@ -383,14 +384,21 @@ async def create_service(
     image: str,
     credentials: CredentialsInput | None,
     skip_verification: bool = False,
+    platform_name: str = DEFAULT_PLATFORM,
 ) -> Service:
     """Create a service, optionally with credentials verified by a preflight (or overridden)."""
     reference = validation.image_reference(image)
     validation.service_name(name)
+    validation.platform(platform_name)
     if credentials is None:
         return await platform.in_session(
             lambda session: services.create_service(
-                session, principal=principal, project_id=project_id, name=name, image=image
+                session,
+                principal=principal,
+                project_id=project_id,
+                name=name,
+                image=image,
+                platform=platform_name,
             ),
         )
     if credentials.username is None or credentials.password is None:
@@ -417,6 +425,7 @@ async def create_service(
             project_id=project_id,
             name=name,
             image=image,
+            platform=platform_name,
             audit_details={"credentials": "added", "registry": resolved.registry, "preflight": verification},
         )
         _write_credentials(platform, session, service=service, resolved=resolved, verification=verification)

@@ -12,8 +12,9 @@ from guara.core import audit, validation
 from guara.core.accounts import Principal
 from guara.core.errors import Conflict, NotFound
 from guara.core.projects import get_project
+from guara.deploy import DEFAULT_PLATFORM
 from guara.store.db import UniqueViolation, flush_unique
-from guara.store.models import Membership, Service
+from guara.store.models import Membership, Service, utcnow
 
 
 def create_service(
@@ -23,6 +24,7 @@ def create_service(
     project_id: uuid.UUID,
     name: str,
     image: str,
+    platform: str = DEFAULT_PLATFORM,
     audit_details: dict[str, Any] | None = None,
 ) -> Service:
     """Insert a service and its ``service.create`` audit entry in the caller's transaction."""
@@ -33,6 +35,7 @@ def create_service(
         name=validation.service_name(name),
         build_method="docker_image",
         image=str(reference),
+        platform=validation.platform(platform),
     )
     if session.scalar(select(Service.id).where(Service.project_id == project.id, Service.name == name)):
         raise Conflict(f"a service named {name} already exists in this project", code="name_taken")
@@ -46,8 +49,27 @@ def create_service(
         principal=principal,
         service=service,
         action="service.create",
-        details={"image": service.image, **(audit_details or {})},
+        details={"image": service.image, "platform": service.platform, **(audit_details or {})},
     )
+    return service
+
+
+def set_platform(session: Session, *, principal: Principal, service_id: uuid.UUID, platform: str) -> Service:
+    """Choose which platform deploys pick from a multi-platform image; audited as ``service.update``."""
+    service = get_service(session, principal=principal, service_id=service_id)
+    chosen = validation.platform(platform)
+    if chosen != service.platform:
+        previous = service.platform
+        service.platform = chosen
+        service.version += 1
+        service.updated_at = utcnow()
+        audit.record(
+            session,
+            principal=principal,
+            service=service,
+            action="service.update",
+            details={"platform": chosen, "previous_platform": previous},
+        )
     return service
 
 

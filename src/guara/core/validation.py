@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from guara.core.errors import InvalidInput
+from guara.deploy import InvalidPlatform, parse_platform
 from guara.registry import ImageReference, InvalidReference, parse_image_reference
 
 # A Kubernetes object name (RFC 1123 label): services become Deployments.
@@ -42,6 +43,14 @@ def image_reference(value: str) -> ImageReference:
         return parse_image_reference(text)
     except InvalidReference as exc:
         raise InvalidInput(f"invalid image reference: {exc}", code="invalid_image", field="image") from None
+
+
+def platform(value: str) -> str:
+    """A deploy platform (``os/arch[/variant]``), canonical: ``linux/aarch64`` becomes ``linux/arm64``."""
+    try:
+        return str(parse_platform(value))
+    except InvalidPlatform as exc:
+        raise InvalidInput(str(exc), code="invalid_platform", field="platform") from None
 
 
 def email(value: str) -> str:

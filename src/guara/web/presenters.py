@@ -210,6 +210,9 @@ def audit_row(entry: AuditLog) -> AuditRow:
     elif entry.action == "service.create":
         summary = f"Created the service from {details.get('image', 'an image')} (anonymous pulls)"
         outcome = ""
+    elif "platform" in details and entry.action == "service.update":
+        summary = f"Set the deploy platform to {details['platform']} (was {details.get('previous_platform')})"
+        outcome = ""
     elif entry.action == "service.deploy":
         how = "with registry credentials" if details.get("with_credentials") else "anonymously"
         if details.get("status") == "succeeded":

@@ -8,9 +8,9 @@ the preflight again in ``guara.core.credentials``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
@@ -58,7 +58,9 @@ BUILD_METHODS = (
     ("git", "Git repository", "Build from source on every push. Not available yet.", False),
     ("dockerfile", "Dockerfile", "Build a Dockerfile from a repository. Not available yet.", False),
 )
+PlatformField = Annotated[str, Form(alias="platform", max_length=100)]
 SAVED_NOTES = {
+    "platform": "Platform saved: the next deploy picks this platform's image.",
     "passed": "Credentials saved. Test Connection passed with these values.",
     "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
     "removed": "Credentials removed. The service now pulls its image anonymously; if the image is "
@@ -299,6 +301,7 @@ def _settings(
     result: ConnectionResult | None = None,
     errors: PageErrors | None = None,
     note: str = "",
+    **extra: Any,
 ) -> Response:
     shown = context["credentials"]
     service: Service = context["service"]
@@ -316,6 +319,7 @@ def _settings(
         note=note,
         form_action=f"/services/{service.id}/settings/registry-credentials",
         **context,
+        **extra,
     )
 
 
@@ -330,6 +334,26 @@ async def service_settings(
 ) -> Response:
     context = await platform.in_session(lambda s: _service_context(s, user, service_id))
     return _settings(request, context, edit=bool(edit), note=SAVED_NOTES.get(saved, ""))
+
+
+@router.post("/services/{service_id}/settings/platform")
+def save_platform_form(
+    request: Request,
+    platform: PlatformDep,
+    user: FormUser,
+    service_id: uuid.UUID,
+    platform_name: PlatformField,
+) -> Response:
+    try:
+        with platform.db.session() as session:
+            services.set_platform(session, principal=user, service_id=service_id, platform=platform_name)
+    except InvalidInput as exc:
+        with platform.db.session() as session:
+            context = _service_context(session, user, service_id)
+        return _settings(
+            request, context, status_code=422, platform_error=exc.message, platform_value=platform_name
+        )
+    return see_other(f"/services/{service_id}/settings?saved=platform#platform")
 
 
 @router.post("/services/{service_id}/settings/registry-credentials")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from guara.api.deps import CurrentUser, PlatformDep, SessionDep
-from guara.api.schemas import CredentialsPublic, ServiceCreate, ServicePublic
+from guara.api.schemas import CredentialsPublic, ServiceCreate, ServicePublic, ServiceUpdate
 from guara.core import credentials, services
 from guara.store.models import Service
 
@@ -53,6 +53,7 @@ async def create_service(
         if given
         else None,
         skip_verification=body.skip_verification,
+        platform_name=body.platform,
     )
     return await platform.in_session(lambda session: service_public(session, service))
 
@@ -68,3 +69,12 @@ def list_services(project_id: uuid.UUID, user: CurrentUser, session: SessionDep)
 @router.get("/services/{service_id}")
 def get_service(service_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> ServicePublic:
     return service_public(session, services.get_service(session, principal=user, service_id=service_id))
+
+
+@router.patch("/services/{service_id}")
+def update_service(
+    service_id: uuid.UUID, body: ServiceUpdate, user: CurrentUser, session: SessionDep
+) -> ServicePublic:
+    """Change what deploys pick from a multi-platform image (``linux/amd64`` by default)."""
+    service = services.set_platform(session, principal=user, service_id=service_id, platform=body.platform)
+    return service_public(session, service)
