@@ -514,3 +514,24 @@ async def test_plain_http_registry_when_allowed(fakes: Fakes, lab_ca_file: Path)
     refused = await run(lab_ca_file, f"{plain.host}/acme/api:v1", registry=plain.url)
     assert refused.code is PreflightCode.INVALID_URL
     assert plain.connections == 1
+
+
+@pytest.mark.parametrize("status", [307, 308])
+async def test_an_identity_token_is_never_replayed_to_another_origin(
+    fakes: Fakes, lab_ca_file: Path, status: int
+) -> None:
+    """With the `<token>` user the password travels in a POST body, which 307/308 would replay."""
+    collector = fakes.start(lambda seen: Reply.json(200, {"token": "t"}), bind="127.0.0.2")
+    realm = fakes.start(lambda seen: Reply.redirect(collector.url + "/collect", status=status))
+
+    def registry_route(seen: Seen) -> Reply:
+        if seen.bearer:
+            return manifest_reply(seen)
+        return Reply.errors(401, "UNAUTHORIZED", "auth", [bearer_challenge(realm.url + "/token")])
+
+    registry = fakes.start(registry_route)
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username="<token>", password=PASSWORD)
+    assert realm.requests and realm.requests[0].method == "POST"
+    assert collector.requests == []
+    assert result.code is PreflightCode.NETWORK_ERROR
+    assert "redirected" in result.message

@@ -34,7 +34,7 @@ from .errors import (
     UnsupportedChallenge,
 )
 from .responses import parse_diagnostics, parse_retry_after
-from .transport import BODY_LIMIT, DEFAULT_BODY_LIMIT
+from .transport import BODY_LIMIT, DEFAULT_BODY_LIMIT, SECRET_BODY_ORIGIN, origin_of
 
 TOKEN_BODY_LIMIT = 64 * 1024
 DEFAULT_TOKEN_LIFETIME_S = 60
@@ -332,7 +332,7 @@ class BearerTokenAuth(_ReadsTokenAnswers):
             self._realm,
             data=form,
             headers={"Accept": "application/json"},
-            extensions=self._token_extensions(),
+            extensions={**self._token_extensions(), SECRET_BODY_ORIGIN: origin_of(self._realm)},
         )
 
     @staticmethod

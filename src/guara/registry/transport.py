@@ -7,7 +7,9 @@ so the rules hold without special cases:
 - only ``https`` (``http`` when explicitly allowed), checked again on each redirect hop;
 - ``Accept-Encoding: identity`` and no decoding: a capped compressed body cannot expand in memory;
 - every response body is capped (64 KiB unless the request asks for more via ``BODY_LIMIT``);
-- every request's timeouts are what is left of the shared deadline.
+- every request's timeouts are what is left of the shared deadline;
+- a request whose body carries a secret (``SECRET_BODY_ORIGIN``) goes to that origin only: httpx
+  strips ``Authorization`` on a cross-origin redirect, but a 307/308 would replay the body.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from .errors import InsecureURLRefused, ProtocolViolation, ResponseTooLarge
 # Request extension: the body cap, in bytes, for this request's response.
 BODY_LIMIT = "guara.body_limit"
 DEFAULT_BODY_LIMIT = 64 * 1024
+# Request extension: the (scheme, host, port) a secret-bearing body may be sent to, and nowhere else.
+SECRET_BODY_ORIGIN = "guara.secret_body_origin"  # noqa: S105  (an extension name)
+
+
+def origin_of(url: httpx.URL) -> tuple[str, str, int]:
+    port = url.port if url.port is not None else (443 if url.scheme == "https" else 80)
+    return url.scheme, url.host.lower(), port
 
 
 class BoundedTransport(httpx.AsyncBaseTransport):
@@ -39,6 +48,12 @@ class BoundedTransport(httpx.AsyncBaseTransport):
         if scheme != "https" and not (scheme == "http" and self._allow_http):
             raise InsecureURLRefused(
                 f"refusing {scheme}://{request.url.netloc.decode('ascii', 'replace')}: only https is allowed"
+            )
+        bound = request.extensions.get(SECRET_BODY_ORIGIN)
+        if bound is not None and origin_of(request.url) != bound:
+            raise InsecureURLRefused(
+                f"the token server redirected a request carrying credentials to {request.url.host}; "
+                "refusing to send them to another host"
             )
         request.headers["Accept-Encoding"] = "identity"
         timeout = self._deadline.httpx_timeout()
