@@ -535,3 +535,23 @@ async def test_an_identity_token_is_never_replayed_to_another_origin(
     assert collector.requests == []
     assert result.code is PreflightCode.NETWORK_ERROR
     assert "redirected" in result.message
+
+
+NESTED_JSON = b"[" * 60_000  # fits under the 64 KiB cap, exhausts a recursive parser
+
+
+async def test_deeply_nested_json_is_a_network_error_not_a_crash(fakes: Fakes, lab_ca_file: Path) -> None:
+    realm = fakes.start(lambda seen: Reply(200, [("Content-Type", "application/json")], NESTED_JSON))
+    registry = fakes.start(
+        lambda seen: Reply.errors(401, "UNAUTHORIZED", "auth", [bearer_challenge(realm.url + "/token")])
+    )
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR
+    limited = fakes.start(lambda seen: Reply(429, [("Content-Type", "application/json")], NESTED_JSON))
+    assert (await run(lab_ca_file, f"{limited.host}/acme/api:v1")).code is PreflightCode.NETWORK_ERROR
+
+
+async def test_a_retry_after_that_is_not_ascii_digits_is_ignored(fakes: Fakes, lab_ca_file: Path) -> None:
+    registry = fakes.start(lambda seen: Reply(429, [("Retry-After", "\xb2")], b""))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
+    assert result.code is PreflightCode.NETWORK_ERROR

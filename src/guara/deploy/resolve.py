@@ -15,7 +15,6 @@ Failures are mapped to the six preflight codes by the preflight's own mapping
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -36,7 +35,7 @@ from guara.registry import (
 
 # The preflight's mapping from registry failures to the six codes, reused on purpose: one mapping.
 from guara.registry.preflight import PreflightCode, run_operation
-from guara.registry.responses import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from guara.registry.responses import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, load_json
 
 from .errors import ImageUnusable, NotAContainerImage
 from .platforms import PlatformSpec, platform_of, select_platform
@@ -192,7 +191,7 @@ async def _resolve_in(session: RegistrySession, wanted: PlatformSpec) -> tuple[s
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = load_json(raw)
     except ValueError as exc:
         raise ProtocolViolation(f"the {what} is not valid JSON") from exc
     if not isinstance(value, dict):

@@ -14,7 +14,6 @@ tested by driving ``auth_flow`` by hand, without sockets. Rules every flow keeps
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from .errors import (
     RegistryError,
     UnsupportedChallenge,
 )
-from .responses import parse_diagnostics, parse_retry_after
+from .responses import load_json, parse_diagnostics, parse_retry_after
 from .transport import BODY_LIMIT, DEFAULT_BODY_LIMIT, SECRET_BODY_ORIGIN, origin_of
 
 TOKEN_BODY_LIMIT = 64 * 1024
@@ -390,9 +389,9 @@ class BearerTokenAuth(_ReadsTokenAnswers):
 
 def _token_from_body(body: bytes, host: str, *, now: float) -> Token:
     try:
-        data = json.loads(body)
+        data = load_json(body)
     except ValueError as exc:
-        raise ProtocolViolation(f"the token server at {host} did not answer JSON") from exc
+        raise ProtocolViolation(f"the token server at {host} did not answer usable JSON") from exc
     if not isinstance(data, dict):
         raise ProtocolViolation(f"the token server at {host} answered JSON without a token object")
     value = next(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import time
+from typing import Any
 
 from .errors import Diagnostic
 
@@ -41,11 +42,20 @@ def digest_algorithm(digest: str) -> str:
     return digest.partition(":")[0]
 
 
+def load_json(body: bytes) -> Any:
+    """JSON from a remote answer. Raises ValueError for anything unusable, including nesting deep
+    enough to exhaust the parser (RecursionError): a hostile server must not turn into a crash."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_diagnostics(body: bytes) -> tuple[Diagnostic, ...]:
     """The ``errors`` array of an OCI error body; empty when the body is not one. Texts are cut short
     (a registry could echo anything back) and limited in number."""
     try:
-        data = json.loads(body)
+        data = load_json(body)
     except ValueError:
         return ()
     errors = data.get("errors") if isinstance(data, dict) else None
@@ -73,7 +83,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, and float() refuses it
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
