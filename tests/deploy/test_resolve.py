@@ -17,6 +17,7 @@ from tests.deploy.fakes import static_registry
 from tests.lab.fixtures import HttpsServerFactory
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LOOPBACK = "127.0.0.0/8"
 
@@ -141,3 +142,37 @@ async def test_credentials_for_another_registry_are_never_sent(
     assert result.code is PreflightCode.INVALID_URL
     assert "ghcr.io" in result.message
     assert server.host in result.message
+
+
+@pytest.mark.anyio
+async def test_registry_text_in_messages_is_bounded_and_cannot_forge_log_lines(
+    lab_https_server: HttpsServerFactory, lab_ca_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "\n2030-01-01 INFO guara.audit admin rotated the master key"
+    entries = [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": "sha256:" + "a" * 64,
+            "size": 1,
+            "platform": {"os": "linux", "architecture": f"x{i:05d}" + "A" * 200 + forged},
+        }
+        for i in range(500)
+    ] + [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": "sha256:" + "b" * 64,
+            "size": 1,
+            "platform": {"os": "linux", "architecture": f"arch{i}"},
+        }
+        for i in range(30)
+    ]
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+    server = lab_https_server(static_registry({"/v2/team/app/manifests/v1": (200, OCI_INDEX, index)}))
+    with caplog.at_level("INFO", logger="guara.deploy"):
+        result = await _resolve(server.host, lab_ca_file)
+    assert isinstance(result, ResolveFailure)
+    assert result.code is PreflightCode.MANIFEST_NOT_FOUND
+    assert "arch0, linux/arch1" in result.message and "and 20 more" in result.message
+    assert len(result.message) < 1000
+    assert "\n" not in result.message
+    assert not any("\n" in record.getMessage() for record in caplog.records)

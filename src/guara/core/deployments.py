@@ -74,6 +74,7 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 SHUTDOWN_GRACE_S = 5.0
 ABANDONED_AFTER_S = 600.0
+MAX_MESSAGE = 2000  # a deployment's message is for people; registries can say a lot
 _FINAL_WRITE_BUDGET_S = 10.0
 
 
@@ -478,7 +479,7 @@ def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, ou
         return
     row.status = outcome.status
     row.code = outcome.code
-    row.message = outcome.message
+    row.message = outcome.message[:MAX_MESSAGE]
     row.digest = outcome.digest
     row.manifests = outcome.manifests
     row.updated_at = utcnow()

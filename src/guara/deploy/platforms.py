@@ -16,6 +16,7 @@ from typing import Any
 from .errors import InvalidPlatform, NoMatchingPlatform
 
 DEFAULT_PLATFORM = "linux/amd64"
+MAX_LISTED = 10  # platforms named in a message; an index may list thousands
 
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386", "i686": "386"}
@@ -63,7 +64,11 @@ def platform_of(value: Any) -> PlatformSpec | None:
     os_name = value.get("os")
     architecture = value.get("architecture")
     variant = value.get("variant")
-    if not isinstance(os_name, str) or not isinstance(architecture, str) or not os_name or not architecture:
+    if not isinstance(os_name, str) or not isinstance(architecture, str):
+        return None
+    parts = [os_name, architecture] + ([variant] if isinstance(variant, str) and variant else [])
+    # The registry wrote these: anything that is not a plain platform word is not a platform we list.
+    if not all(_PART.match(part.lower()) for part in parts):
         return None
     return normalise(os_name, architecture, variant if isinstance(variant, str) else None)
 
@@ -86,7 +91,10 @@ def select_platform(entries: Sequence[Mapping[str, Any]], wanted: PlatformSpec) 
             fallback = entry
     if fallback is not None:
         return fallback
-    listed = ", ".join(dict.fromkeys(available)) or "no runnable platform"
+    unique = list(dict.fromkeys(available))
+    listed = ", ".join(unique[:MAX_LISTED]) or "no runnable platform"
+    if len(unique) > MAX_LISTED:
+        listed += f" and {len(unique) - MAX_LISTED} more"
     raise NoMatchingPlatform(
         f"the image has no {wanted} variant (it has: {listed}); set the service's platform to one of "
         f"these, or push an image built for {wanted}",

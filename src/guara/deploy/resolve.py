@@ -35,7 +35,14 @@ from guara.registry import (
 
 # The preflight's mapping from registry failures to the six codes, reused on purpose: one mapping.
 from guara.registry.preflight import PreflightCode, run_operation
-from guara.registry.responses import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, load_json
+from guara.registry.responses import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    load_json,
+    printable,
+)
 
 from .errors import ImageUnusable, NotAContainerImage
 from .platforms import PlatformSpec, platform_of, select_platform
@@ -169,13 +176,14 @@ async def _resolve_in(session: RegistrySession, wanted: PlatformSpec) -> tuple[s
         manifest_digest = child.digest
     if media_type not in IMAGE_MANIFEST_TYPES:
         raise NotAContainerImage(
-            f"the reference names a {media_type or 'manifest of unknown type'}, not a container image "
+            f"the reference names a {printable(media_type or 'manifest of unknown type', 100)}, "
+            "not a container image "
             "(schema-1 manifests are not supported: push the image again with a current client)"
         )
     config_digest, config_type, config_size = _config_descriptor(document)
     if config_type not in IMAGE_CONFIG_TYPES:
         raise NotAContainerImage(
-            f"the reference names an artifact of type {config_type}, not a container image"
+            f"the reference names an artifact of type {printable(config_type, 100)}, not a container image"
         )
     if config_size > MAX_CONFIG_BYTES:
         raise ResponseTooLarge(f"the image config is {config_size} bytes, over the {MAX_CONFIG_BYTES} limit")

@@ -71,8 +71,8 @@ def parse_diagnostics(body: bytes) -> tuple[Diagnostic, ...]:
             continue
         diagnostics.append(
             Diagnostic(
-                code=_printable(code)[:64].upper(),
-                message=_printable(message)[:MAX_DIAGNOSTIC_TEXT] if isinstance(message, str) else "",
+                code=printable(code, 64).upper(),
+                message=printable(message, MAX_DIAGNOSTIC_TEXT) if isinstance(message, str) else "",
             )
         )
     return tuple(diagnostics)
@@ -99,5 +99,7 @@ def media_type_of(content_type: str | None) -> str | None:
     return content_type.partition(";")[0].strip().lower() or None
 
 
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)
+def printable(text: str, limit: int) -> str:
+    """Text a server sent, safe to show and log: control characters blanked, at most ``limit`` long."""
+    shown = "".join(c if c.isprintable() else " " for c in text[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
