@@ -46,6 +46,7 @@ def test_service_create_is_audited(client: ApiUser) -> None:
         ({"name": "", "image": "busybox"}, "invalid_name"),
         ({"name": "x" * 5000, "image": "busybox"}, "invalid_input"),
         ({"name": "Web_App", "image": "busybox"}, "invalid_name"),
+        ({"name": "api\n", "image": "busybox"}, "invalid_name"),
         ({"name": "web", "image": "docker/Docker"}, "invalid_image"),
         ({"name": "web", "image": "https://github.com/docker/docker"}, "invalid_image"),
         ({"name": "web", "image": ""}, "invalid_image"),

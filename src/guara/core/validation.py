@@ -9,8 +9,8 @@ from guara.deploy import InvalidPlatform, parse_platform
 from guara.registry import ImageReference, InvalidReference, parse_image_reference
 
 # A Kubernetes object name (RFC 1123 label): services become Deployments.
-SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
+SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")
 MAX_PASSWORD = 1024
 # A registry password or token: generous for a GCR JSON key (several KB), small enough to refuse abuse.
 MAX_REGISTRY_SECRET = 16 * 1024
@@ -25,7 +25,7 @@ def project_name(value: str) -> str:
 
 
 def service_name(value: str) -> str:
-    if not SERVICE_NAME.match(value):
+    if not SERVICE_NAME.fullmatch(value):  # fullmatch: "$" would also accept a trailing newline
         raise InvalidInput(
             "service name must be 1 to 63 lower-case letters, digits or '-', "
             "starting with a letter and not ending with '-'",
@@ -55,7 +55,7 @@ def platform(value: str) -> str:
 
 def email(value: str) -> str:
     address = value.strip().lower()
-    if len(address) > 254 or not EMAIL.match(address):
+    if len(address) > 254 or not EMAIL.fullmatch(address):
         raise InvalidInput("a valid email address is required", field="email")
     return address
 
