@@ -8,10 +8,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from guara.app import create_app
 from guara.core.platform import Platform
 from tests.conftest import build_platform
 from tests.support import ApiUser, make_client
@@ -133,6 +135,17 @@ def test_sign_in_is_throttled_per_account(platform: Platform) -> None:
             )
     assert statuses[:10] == [401] * 10
     assert statuses[10:] == [429, 429]
+    # Someone else's guessing does not lock the owner out from another address.
+    other_client = TestClient(create_app(platform), client=("192.0.2.7", 50000))
+    page = other_client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    owner = other_client.post(
+        "/login",
+        data={"email": "victim@example.com", "password": "correct horse 1", "csrf_token": token.group(1)},
+        follow_redirects=False,
+    )
+    assert owner.status_code == 303
 
 
 def _wait_until_done(client: ApiUser, service_id: str, deployment_id: str) -> dict[str, object]:

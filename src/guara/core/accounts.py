@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from guara.store.models import ApiToken, SetupClaim, User, WebSession
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a login takes as long either way.
 _DUMMY_HASH = _hasher.hash("guara-dummy-password")
+_VERIFICATIONS = threading.BoundedSemaphore(4)
 TOKEN_PREFIX = "gua_"  # noqa: S105  (a public prefix, not a secret)
 
 
@@ -82,9 +84,10 @@ def _claim_setup(session: Session, user_id: uuid.UUID) -> None:
         ) from None
 
 
-def throttle_sign_in(limiter: PreflightLimiter, *, email: str) -> None:
-    """Count a sign-in attempt for this account: password guessing is bounded per account."""
-    retry_after = limiter.hit(email.strip().lower())
+def throttle_sign_in(limiter: PreflightLimiter, *, email: str, client: str) -> None:
+    """Count a sign-in attempt for this account from this client: guessing is bounded, and someone
+    else's failed attempts cannot lock the owner out from another address."""
+    retry_after = limiter.hit(f"{email.strip().lower()}|{client}")
     if retry_after is not None:
         raise RateLimited(
             f"Too many sign-in attempts for this account; try again in {retry_after} seconds.",
@@ -95,7 +98,9 @@ def throttle_sign_in(limiter: PreflightLimiter, *, email: str) -> None:
 def authenticate(session: Session, *, email: str, password: str) -> Principal:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        # Each verification takes ~64 MiB: a few at a time, however many requests arrive at once.
+        with _VERIFICATIONS:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         raise NotAuthenticated("wrong email or password") from None
     if user is None:

@@ -81,7 +81,8 @@ def _sign_in(
             if setup:
                 principal = accounts.create_first_user(session, email=email, password=password)
             else:
-                accounts.throttle_sign_in(platform.sign_in_limiter, email=email)
+                client = request.client.host if request.client else "unknown"
+                accounts.throttle_sign_in(platform.sign_in_limiter, email=email, client=client)
                 principal = accounts.authenticate(session, email=email, password=password)
             new = accounts.start_session(session, principal=principal, max_age_s=max_age)
     except GuaraError as exc:
