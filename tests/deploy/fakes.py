@@ -112,10 +112,34 @@ class FakeKubernetes:
             def do_GET(self) -> None:
                 self._reply(404, {"kind": "Status", "status": "Failure", "code": 404, "message": "not here"})
 
+            def do_DELETE(self) -> None:
+                parts = urlsplit(self.path)
+                seen = ApplyRequest(
+                    method="DELETE",
+                    path=parts.path,
+                    query=parse_qs(parts.query),
+                    content_type=self.headers.get("Content-Type", ""),
+                    authorization=self.headers.get("Authorization", ""),
+                    body={},
+                )
+                with fake._lock:
+                    existed = any(r.method == "PATCH" and r.path == parts.path for r in fake.requests)
+                    fake.requests.append(seen)
+                if existed:
+                    self._reply(200, {"kind": "Status", "status": "Success", "code": 200})
+                else:
+                    self._reply(
+                        404, {"kind": "Status", "status": "Failure", "code": 404, "message": "not found"}
+                    )
+
         return Handler
 
     def kinds(self) -> list[str]:
-        return [request.body.get("kind", "?") for request in self.requests]
+        """The kinds applied, in order (deletions are in ``deleted()``)."""
+        return [request.body.get("kind", "?") for request in self.requests if request.method == "PATCH"]
+
+    def deleted(self) -> list[str]:
+        return [request.path for request in self.requests if request.method == "DELETE"]
 
 
 def kubeconfig(server_url: str, token: str = "fake-cluster-token") -> str:

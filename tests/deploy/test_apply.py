@@ -20,7 +20,14 @@ from pydantic import SecretStr
 
 from guara.core import deployments
 from guara.core.platform import Platform
-from guara.deploy import ApplyFailed, KubernetesApplier, PullCredentials, ResolvedImage, render_workload
+from guara.deploy import (
+    ApplyFailed,
+    KubernetesApplier,
+    ObjectRef,
+    PullCredentials,
+    ResolvedImage,
+    render_workload,
+)
 from guara.deploy.platforms import parse_platform
 from guara.registry import parse_image_reference, parse_registry
 from tests.conftest import build_platform
@@ -123,7 +130,7 @@ async def test_unreachable_cluster_is_apply_failed(fake_cluster: tuple[FakeKuber
 @pytest.mark.anyio
 async def test_missing_configuration_is_apply_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(ApplyFailed, match="no Kubernetes configuration"):
+    with pytest.raises(ApplyFailed, match="no usable Kubernetes configuration"):
         await KubernetesApplier.from_environment(kubeconfig=tmp_path / "absent").apply(_objects())
 
 
@@ -138,11 +145,8 @@ def kubernetes_platform(
     config = tmp_path / "kubeconfig"
     config.write_text(kubeconfig(server.url))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    platform = build_platform({**lab_env, "GUARA_RUNTIME": "kubernetes"})
-    # GUARA_RUNTIME=kubernetes gives the platform a KubernetesApplier with the client's default
-    # configuration; the kubeconfig path (read by the client at import) is given explicitly here.
+    platform = build_platform({**lab_env, "GUARA_RUNTIME": "kubernetes", "GUARA_KUBECONFIG": str(config)})
     assert isinstance(deployments.runner_for(platform).applier, KubernetesApplier)
-    deployments.configure_runner(platform, applier=KubernetesApplier.from_environment(kubeconfig=config))
     yield platform
     platform.db.dispose()
 
@@ -188,3 +192,40 @@ def test_runtime_kubernetes_applies_the_real_secret_and_shows_the_redacted_one(
         assert "quota exceeded" in refused["message"]
         assert refused["digest"] == lab.token.images["acme/api:v1"]
         assert refused["manifests"] is not None
+
+        # Removed credentials do not live on in the cluster: removing them deletes the pull Secret.
+        removed = client.delete(f"/services/{service_id}/registry-credentials").json()
+        assert removed["removed"] is True
+        assert "pull Secret was deleted from the cluster" in removed["message"]
+        namespace = shown["Secret"]["metadata"]["namespace"]
+        assert fake.deleted() == [f"/api/v1/namespaces/{namespace}/secrets/api-registry"]
+
+
+@pytest.mark.anyio
+async def test_absent_objects_are_deleted_and_missing_ones_are_fine(
+    fake_cluster: tuple[FakeKubernetes, LabServer],
+) -> None:
+    fake, server = fake_cluster
+    objects = _objects()
+    namespace = objects[0]["metadata"]["name"]
+    applier = KubernetesApplier(_configuration(server))
+    await applier.apply(objects, absent=[ObjectRef("Secret", namespace, "api-registry")])
+    assert fake.deleted() == [f"/api/v1/namespaces/{namespace}/secrets/api-registry"]
+
+
+def test_an_explicit_kubeconfig_wins_over_the_pods_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubernetes.config
+
+    from guara.deploy.apply import load_configuration
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig("https://operator-chosen.invalid:6443"))
+
+    def in_a_pod(client_configuration: Any) -> None:
+        client_configuration.host = "https://in-cluster.invalid:443"
+
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", in_a_pod)
+    assert load_configuration(kubeconfig=config).host == "https://operator-chosen.invalid:6443"
+    assert load_configuration().host == "https://in-cluster.invalid:443"

@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from guara.core import audit, services, validation
+from guara.core import audit, credentials, services, validation
 from guara.core.accounts import Principal
 from guara.core.credentials import open_stored_credentials
 from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, NotFound, RateLimited
@@ -51,6 +51,7 @@ from guara.deploy import (
     RenderedWorkload,
     ResolvedImage,
     parse_platform,
+    pull_secret_ref,
     render_workload,
     resolve_image,
 )
@@ -180,6 +181,49 @@ async def start_deployment(platform: Platform, principal: Principal, *, service_
     row = await platform.in_session(create)
     runner.spawn(platform, row.id, principal)
     return row
+
+
+# --- removing credentials -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    removed: bool
+    message: str
+
+
+ANONYMOUS_NOTE = (
+    "The service now pulls its image anonymously. If the image is private, its next deploy will fail "
+    "until credentials are added back."
+)
+
+
+async def withdraw_credentials(
+    platform: Platform, principal: Principal, *, service_id: uuid.UUID
+) -> Withdrawal:
+    """Remove a service's registry credentials and, with GUARA_RUNTIME=kubernetes, its pull Secret in
+    the cluster too: removed credentials must not live on there until some later deploy."""
+
+    def remove(session: Session) -> tuple[bool, Service]:
+        removed = credentials.remove_credentials(session, principal=principal, service_id=service_id)
+        return removed, services.get_service(session, principal=principal, service_id=service_id)
+
+    removed, service = await platform.in_session(remove)
+    if not removed:
+        return Withdrawal(False, "The service had no registry credentials.")
+    applier = runner_for(platform).applier
+    if applier is None:
+        return Withdrawal(True, ANONYMOUS_NOTE)
+    try:
+        await applier.apply([], absent=[pull_secret_ref(service.project_id, service.name)])
+    except ApplyFailed as exc:
+        logger.warning("could not delete the pull Secret of service %s: %s", service.id, exc)
+        return Withdrawal(
+            True,
+            f"{ANONYMOUS_NOTE} The pull Secret could not be deleted from the cluster yet ({exc}); "
+            "the next deploy removes it.",
+        )
+    return Withdrawal(True, f"{ANONYMOUS_NOTE} Its pull Secret was deleted from the cluster.")
 
 
 # --- the runner -----------------------------------------------------------------------------------
@@ -374,7 +418,7 @@ class DeploymentRunner:
                 manifests,
             )
         try:
-            await self.applier.apply(rendered.objects)
+            await self.applier.apply(rendered.objects, absent=rendered.absent)
         except ApplyFailed as exc:
             return _Outcome(
                 FAILED, f"{summary}; applying failed: {exc}.", APPLY_FAILED, resolution.digest, manifests

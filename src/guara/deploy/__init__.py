@@ -24,11 +24,13 @@ from .platforms import DEFAULT_PLATFORM, PlatformSpec, parse_platform, select_pl
 from .render import (
     DOCKER_HUB_CONFIG_KEY,
     REDACTED_VALUE,
+    ObjectRef,
     PullCredentials,
     RenderedWorkload,
     WorkloadNames,
     dockerconfig_key,
     namespace_for,
+    pull_secret_ref,
     render_workload,
 )
 from .resolve import MAX_CONFIG_BYTES, Resolution, ResolvedImage, ResolveFailure, resolve_image
@@ -49,6 +51,7 @@ __all__ = [
     "ManifestApplier",
     "NoMatchingPlatform",
     "NotAContainerImage",
+    "ObjectRef",
     "PlatformSpec",
     "PullCredentials",
     "RenderedWorkload",
@@ -60,6 +63,7 @@ __all__ = [
     "load_configuration",
     "namespace_for",
     "parse_platform",
+    "pull_secret_ref",
     "render_workload",
     "resolve_image",
     "select_platform",

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 
 from .errors import ApplyFailed
+from .render import ObjectRef
 
 logger = logging.getLogger("guara.deploy.apply")
 
@@ -34,9 +35,12 @@ _MAX_QUOTED = 300
 
 
 class ManifestApplier(Protocol):
-    """Something that makes a cluster hold these objects (the real ones, Secret data included)."""
+    """Something that makes a cluster hold these objects (the real ones, Secret data included) and
+    not hold the ``absent`` ones (deleting what exists; a missing one is fine)."""
 
-    async def apply(self, objects: Sequence[Mapping[str, Any]]) -> None: ...
+    async def apply(
+        self, objects: Sequence[Mapping[str, Any]], *, absent: Sequence[ObjectRef] = ()
+    ) -> None: ...
 
 
 class KubernetesApplier:
@@ -54,16 +58,32 @@ class KubernetesApplier:
         client's default (``KUBECONFIG`` as it was when the process started, else ~/.kube/config)."""
         return cls(functools.partial(load_configuration, kubeconfig=kubeconfig))
 
-    async def apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        await anyio.to_thread.run_sync(self._apply_all, list(objects))
+    async def apply(self, objects: Sequence[Mapping[str, Any]], *, absent: Sequence[ObjectRef] = ()) -> None:
+        await anyio.to_thread.run_sync(self._apply_all, list(objects), list(absent))
 
-    def _apply_all(self, objects: list[Mapping[str, Any]]) -> None:
+    def _apply_all(self, objects: list[Mapping[str, Any]], absent: list[ObjectRef]) -> None:
         import kubernetes.client
 
         configuration = self._configuration() if callable(self._configuration) else self._configuration
         with kubernetes.client.ApiClient(configuration) as api:
             for obj in objects:
                 self._apply_one(api, obj)
+            for ref in absent:
+                self._delete(api, ref)
+
+    def _delete(self, api: Any, ref: ObjectRef) -> None:
+        import kubernetes.client
+
+        if ref.kind != "Secret":
+            raise ApplyFailed(f"guara does not delete {ref.kind} objects", kind=ref.kind, name=ref.name)
+        core = kubernetes.client.CoreV1Api(api)
+        with _translate_errors(ref.kind, ref.name, ref.namespace, missing_ok=True):
+            _discard(
+                core.delete_namespaced_secret(
+                    ref.name, ref.namespace, _preload_content=False, _request_timeout=self._request_timeout
+                )
+            )
+            logger.info("deleted %s %s/%s", ref.kind, ref.namespace, ref.name)
 
     def _apply_one(self, api: Any, obj: Mapping[str, Any]) -> None:
         import kubernetes.client
@@ -97,29 +117,35 @@ class KubernetesApplier:
 
 
 def load_configuration(*, kubeconfig: str | os.PathLike[str] | None = None) -> Any:
-    """A client configuration from the service account (in a pod) or the kubeconfig. The kubeconfig is
-    only read: refreshed tokens are not written back to it."""
+    """A client configuration: the explicit ``kubeconfig`` when given (and only it), else the pod's
+    service account, else the client's default kubeconfig. The kubeconfig is only read: refreshed
+    tokens are not written back to it."""
     import kubernetes.client
     import kubernetes.config
 
     loaders: Any = kubernetes.config  # its loaders are untyped
     configuration = kubernetes.client.Configuration()
-    try:
-        loaders.load_incluster_config(client_configuration=configuration)
-    except kubernetes.config.ConfigException:
+    if kubeconfig is None:
         try:
-            loaders.load_kube_config(
-                config_file=None if kubeconfig is None else os.fspath(kubeconfig),
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        except (kubernetes.config.ConfigException, OSError) as exc:
-            raise ApplyFailed(
-                "no Kubernetes configuration: guara runs neither in a pod with a service account nor "
-                f"with a usable kubeconfig (KUBECONFIG or ~/.kube/config): {type(exc).__name__}",
-                kind="configuration",
-                name="",
-            ) from None
+            loaders.load_incluster_config(client_configuration=configuration)
+        except kubernetes.config.ConfigException:
+            pass
+        else:
+            return configuration
+    try:
+        loaders.load_kube_config(
+            config_file=None if kubeconfig is None else os.fspath(kubeconfig),
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        where = os.fspath(kubeconfig) if kubeconfig is not None else "KUBECONFIG or ~/.kube/config"
+        raise ApplyFailed(
+            f"no usable Kubernetes configuration (service account in a pod, or the kubeconfig {where}): "
+            f"{type(exc).__name__}",
+            kind="configuration",
+            name="",
+        ) from None
     return configuration
 
 
@@ -130,8 +156,9 @@ def _discard(response: Any) -> None:
 
 
 @contextlib.contextmanager
-def _translate_errors(kind: str, name: str, namespace: str) -> Iterator[None]:
-    """The one place where kubernetes-client and urllib3 exceptions become ApplyFailed."""
+def _translate_errors(kind: str, name: str, namespace: str, *, missing_ok: bool = False) -> Iterator[None]:
+    """The one place where kubernetes-client and urllib3 exceptions become ApplyFailed (a 404 is
+    success with ``missing_ok``: deleting what is already gone)."""
     import kubernetes.client.exceptions
     import urllib3.exceptions
 
@@ -142,6 +169,8 @@ def _translate_errors(kind: str, name: str, namespace: str) -> Iterator[None]:
         raise
     except kubernetes.client.exceptions.ApiException as exc:
         status = exc.status if isinstance(exc.status, int) else None
+        if missing_ok and status == 404:
+            return
         detail = "" if kind == "Secret" else _status_message(exc.body)
         message = f"the Kubernetes API refused {where} ({status} {exc.reason or ''}".rstrip() + ")"
         if detail:

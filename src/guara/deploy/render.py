@@ -49,10 +49,22 @@ class PullCredentials:
 
 
 @dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class WorkloadNames:
     namespace: str
     deployment: str
     secret: str | None
+
+    @property
+    def pull_secret(self) -> str:
+        """The pull Secret's name, whether this deploy has one or must remove an old one."""
+        return f"{self.deployment}-registry"
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,14 @@ class RenderedWorkload:
 
     objects: tuple[Manifest, ...] = field(repr=False)
     names: WorkloadNames
+
+    @property
+    def absent(self) -> tuple[ObjectRef, ...]:
+        """Objects that must not exist after this deploy: an anonymous deploy removes the pull Secret
+        of earlier deploys, so removed credentials do not live on in the cluster."""
+        if self.names.secret is not None:
+            return ()
+        return (ObjectRef("Secret", self.names.namespace, self.names.pull_secret),)
 
     def redacted(self) -> list[Manifest]:
         """A deep copy with every Secret's ``data`` values replaced by ``[REDACTED]``."""
@@ -77,6 +97,12 @@ class RenderedWorkload:
 
     def __repr__(self) -> str:
         return f"RenderedWorkload(names={self.names!r}, objects=<{len(self.objects)} objects>)"
+
+
+def pull_secret_ref(project_id: uuid.UUID, service_name: str) -> ObjectRef:
+    """Where a service's pull Secret lives in the cluster (present or not)."""
+    names = WorkloadNames(namespace=namespace_for(project_id), deployment=service_name, secret=None)
+    return ObjectRef("Secret", names.namespace, names.pull_secret)
 
 
 def namespace_for(project_id: uuid.UUID) -> str:
@@ -115,11 +141,9 @@ def render_workload(
         f"{LABEL_PREFIX}/project-id": str(project_id),
         f"{LABEL_PREFIX}/service-id": str(service_id),
     }
-    names = WorkloadNames(
-        namespace=namespace,
-        deployment=service_name,
-        secret=f"{service_name}-registry" if credentials is not None else None,
-    )
+    names = WorkloadNames(namespace=namespace, deployment=service_name, secret=None)
+    if credentials is not None:
+        names = WorkloadNames(namespace=namespace, deployment=service_name, secret=names.pull_secret)
     objects: list[Manifest] = [
         {
             "apiVersion": "v1",

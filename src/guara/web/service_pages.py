@@ -415,7 +415,6 @@ async def remove_confirm_page(
 
 
 @router.post("/services/{service_id}/settings/registry-credentials/remove")
-def remove_credentials_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
-    with platform.db.session() as session:
-        credentials.remove_credentials(session, principal=user, service_id=service_id)
+async def remove_credentials_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
+    await deployments.withdraw_credentials(platform, user, service_id=service_id)
     return see_other(f"/services/{service_id}/settings?saved=removed#private-registry")

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from guara.api.deps import CurrentUser, PlatformDep, SessionDep
+from guara.api.deps import CurrentUser, PlatformDep
 from guara.api.schemas import (
     CredentialsPublic,
     CredentialsRemoved,
@@ -14,14 +14,9 @@ from guara.api.schemas import (
     PreflightPublic,
     RegistryTest,
 )
-from guara.core import credentials
+from guara.core import credentials, deployments
 
 router = APIRouter(tags=["registry credentials"])
-
-ANONYMOUS_NOTE = (
-    "The service now pulls its image anonymously. If the image is private, its next deploy will fail "
-    "until credentials are added back."
-)
 
 
 @router.put("/services/{service_id}/registry-credentials")
@@ -45,11 +40,11 @@ async def put_credentials(
 
 
 @router.delete("/services/{service_id}/registry-credentials")
-def delete_credentials(service_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> CredentialsRemoved:
-    removed = credentials.remove_credentials(session, principal=user, service_id=service_id)
-    return CredentialsRemoved(
-        removed=removed, message=ANONYMOUS_NOTE if removed else "The service had no registry credentials."
-    )
+async def delete_credentials(
+    service_id: uuid.UUID, user: CurrentUser, platform: PlatformDep
+) -> CredentialsRemoved:
+    withdrawal = await deployments.withdraw_credentials(platform, user, service_id=service_id)
+    return CredentialsRemoved(removed=withdrawal.removed, message=withdrawal.message)
 
 
 @router.post("/registry/test")
