@@ -186,3 +186,18 @@ def test_deploys_are_bounded_per_service_and_per_user(client: ApiUser, platform:
         if started.status_code == 202:
             assert _wait_until_done(client, service_id, started.json()["id"])["code"] == "invalid_url"
     assert statuses == [202] * 9 + [429]  # the refused one above counted too: 10 a minute per user
+
+
+def test_deploying_unverified_credentials_counts_as_a_preflight(client: ApiUser) -> None:
+    project_id = client.project()
+    service_id = client.service(project_id, image="127.0.0.1:1/acme/api:v1")
+    saved = client.put(
+        f"/services/{service_id}/registry-credentials",
+        json={"registry": "127.0.0.1:1", "username": "u", "password": "guess-1", "skip_verification": True},
+    )
+    assert saved.status_code == 200
+    for _ in range(5):
+        assert client.post("/registry/test", json={"image": "127.0.0.1:1/acme/api:v1"}).status_code == 200
+    refused = client.post(f"/services/{service_id}/deployments")
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"

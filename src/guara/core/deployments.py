@@ -173,6 +173,14 @@ async def start_deployment(platform: Platform, principal: Principal, *, service_
         session.flush()
         return row
 
+    def unverified(session: Session) -> bool:
+        service = services.get_service(session, principal=principal, service_id=service_id)
+        stored = session.get(RegistryCredential, service.id)
+        return stored is not None and stored.verification != "passed"
+
+    if await platform.in_session(unverified):
+        # Credentials saved without verifying are first tried here: that is a preflight, and counts as one.
+        await credentials.count_preflight(platform, principal)
     retry_after = await platform.deploy_limiter.hit_async(str(principal.user_id))
     if retry_after is not None:
         # Deploys reach registries too: without a bound, save-without-verifying plus deploy would be
