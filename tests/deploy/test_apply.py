@@ -84,6 +84,10 @@ async def test_server_side_apply_in_order(fake_cluster: tuple[FakeKubernetes, La
     namespace = objects[0]["metadata"]["name"]
     assert [(r.method, r.path) for r in fake.requests] == [
         ("PATCH", f"/api/v1/namespaces/{namespace}"),
+        (
+            "PATCH",
+            f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/guara-project-isolation",
+        ),
         ("PATCH", f"/api/v1/namespaces/{namespace}/secrets/web-registry"),
         ("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web"),
     ]
@@ -108,7 +112,8 @@ async def test_refusals_become_apply_failed_without_quoting_secrets(
     assert "spec.replicas: bad" in str(caught.value)
 
     fake.refuse.clear()
-    data = objects[1]["data"][".dockerconfigjson"]
+    [secret] = [obj for obj in objects if obj["kind"] == "Secret"]
+    data = secret["data"][".dockerconfigjson"]
     fake.refuse["/secrets/web-registry"] = (422, f'Secret "web-registry" is invalid: data: "{data}"')
     with pytest.raises(ApplyFailed) as refused:
         await KubernetesApplier(_configuration(server)).apply(objects)
@@ -173,16 +178,16 @@ def test_runtime_kubernetes_applies_the_real_secret_and_shows_the_redacted_one(
         assert done["status"] == "succeeded", done["message"]
         assert "applied to Kubernetes namespace" in done["message"]
 
-        assert fake.kinds() == ["Namespace", "Secret", "Deployment"]
+        assert fake.kinds() == ["Namespace", "NetworkPolicy", "Secret", "Deployment"]
         assert all(r.authorization == "Bearer fake-cluster-token" for r in fake.requests)
-        applied_secret = fake.requests[1].body
+        applied_secret = fake.requests[2].body
         config = json.loads(base64.b64decode(applied_secret["data"][".dockerconfigjson"]))
         assert config["auths"][lab.token.host]["username"] == "alice"
         assert config["auths"][lab.token.host]["password"] == ALICE_PASSWORD
         shown = {m["kind"]: m for m in done["manifests"]}
         assert shown["Secret"]["data"] == {".dockerconfigjson": "[REDACTED]"}
-        assert fake.requests[2].body == shown["Deployment"]
-        image = fake.requests[2].body["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert fake.requests[3].body == shown["Deployment"]
+        image = fake.requests[3].body["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image == f"{lab.token.host}/acme/api@{lab.token.images['acme/api:v1']}"
 
         fake.refuse["/deployments/api"] = (403, 'deployments.apps "api" is forbidden: quota exceeded')

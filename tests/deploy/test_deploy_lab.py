@@ -95,7 +95,7 @@ def test_private_image_deploys_with_the_stored_credentials(lab_client: ApiUser, 
     assert done["with_credentials"] is True
     assert "rendered only" in done["message"]
     objects = _by_kind(done["manifests"])
-    assert [m["kind"] for m in done["manifests"]] == ["Namespace", "Secret", "Deployment"]
+    assert [m["kind"] for m in done["manifests"]] == ["Namespace", "NetworkPolicy", "Secret", "Deployment"]
     namespace = f"guara-{uuid.UUID(project_id).hex[:12]}"
     assert objects["Namespace"]["metadata"]["name"] == namespace
     secret = objects["Secret"]
@@ -138,7 +138,7 @@ def test_public_image_deploys_anonymously_without_a_pull_secret(lab_client: ApiU
     assert done["with_credentials"] is False
     assert done["digest"] == lab.token.images["public/hello:latest"]
     assert "anonymously" in done["message"]
-    assert [m["kind"] for m in done["manifests"]] == ["Namespace", "Deployment"]
+    assert [m["kind"] for m in done["manifests"]] == ["Namespace", "NetworkPolicy", "Deployment"]
     pod = _by_kind(done["manifests"])["Deployment"]["spec"]["template"]["spec"]
     assert "imagePullSecrets" not in pod
     assert pod["containers"][0]["image"] == f"{lab.token.host}/public/hello@{done['digest']}"

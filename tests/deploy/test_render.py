@@ -60,9 +60,19 @@ def _deserialize(obj: dict[str, Any], model: str) -> Any:
     return getattr(kubernetes.client, model).from_dict(obj)
 
 
+def _kind(objects: Any, kind: str) -> dict[str, Any]:
+    [found] = [obj for obj in objects if obj["kind"] == kind]
+    return dict(found)
+
+
 def test_private_rendering_matches_the_kubernetes_models() -> None:
     rendered = _render("ghcr.io/acme/web:v1", "ghcr.io", platform="linux/arm64", index=INDEX_DIGEST)
-    namespace, secret, deployment = rendered.objects
+    namespace, policy, secret, deployment = rendered.objects
+    isolation = _deserialize(policy, "V1NetworkPolicy")
+    assert isolation.metadata.namespace == "guara-0123456789ab"
+    assert isolation.spec.policy_types == ["Ingress", "Egress"]
+    assert isolation.spec.ingress[0]._from[0].pod_selector is not None  # its own namespace only
+    assert "169.254.0.0/16" in isolation.spec.egress[0].to[0].ip_block._except
     assert rendered.names.namespace == "guara-0123456789ab"
     ns = _deserialize(namespace, "V1Namespace")
     assert ns.metadata.name == "guara-0123456789ab"
@@ -88,6 +98,8 @@ def test_private_rendering_matches_the_kubernetes_models() -> None:
         "kubernetes.io/arch": "arm64",
     }
     assert dep.spec.template.spec.automount_service_account_token is False
+    assert dep.spec.template.spec.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert container.security_context.allow_privilege_escalation is False
     assert dep.spec.selector.match_labels == {"guara.dev/service-id": str(SERVICE)}
     labels = dep.spec.template.metadata.labels
     assert all(labels[k] == v for k, v in dep.spec.selector.match_labels.items())
@@ -97,24 +109,25 @@ def test_private_rendering_matches_the_kubernetes_models() -> None:
 
 def test_docker_hub_credentials_use_the_key_kubelet_expects() -> None:
     rendered = _render("busybox:1.36", "index.docker.io")
-    secret = rendered.objects[1]
+    secret = _kind(rendered.objects, "Secret")
     config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
     assert list(config["auths"]) == [DOCKER_HUB_CONFIG_KEY] == ["https://index.docker.io/v1/"]
-    image = rendered.objects[2]["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = _kind(rendered.objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"docker.io/library/busybox@{DIGEST}"
 
 
 def test_registry_with_a_port_keys_the_secret_by_host_and_port() -> None:
     rendered = _render("registry.example.com:5000/team/app:v2", "https://registry.example.com:5000")
-    config = json.loads(base64.b64decode(rendered.objects[1]["data"][".dockerconfigjson"]))
+    secret = _kind(rendered.objects, "Secret")
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
     assert list(config["auths"]) == ["registry.example.com:5000"]
 
 
 def test_anonymous_rendering_has_no_secret_and_no_pull_secrets() -> None:
     rendered = _render("ghcr.io/acme/web:v1", None)
-    assert [o["kind"] for o in rendered.objects] == ["Namespace", "Deployment"]
+    assert [o["kind"] for o in rendered.objects] == ["Namespace", "NetworkPolicy", "Deployment"]
     assert rendered.names.secret is None
-    pod = rendered.objects[1]["spec"]["template"]["spec"]
+    pod = _kind(rendered.objects, "Deployment")["spec"]["template"]["spec"]
     assert "imagePullSecrets" not in pod
     validate_objects(rendered.objects)
 
@@ -125,11 +138,11 @@ def test_redacted_copy_hides_the_secret_and_leaves_the_real_one_alone() -> None:
     text = json.dumps(redacted)
     for form in (PASSWORD, base64.b64encode(f"robot$ci:{PASSWORD}".encode()).decode(), "robot$ci"):
         assert form not in text
-    assert rendered.objects[1]["data"][".dockerconfigjson"] not in text
-    assert redacted[1]["data"] == {".dockerconfigjson": "[REDACTED]"}
-    assert redacted[1]["metadata"]["annotations"] == {"guara.dev/redacted": "data"}
-    assert "annotations" not in rendered.objects[1]["metadata"]
-    assert redacted[2] == rendered.objects[2]
+    assert _kind(rendered.objects, "Secret")["data"][".dockerconfigjson"] not in text
+    assert _kind(redacted, "Secret")["data"] == {".dockerconfigjson": "[REDACTED]"}
+    assert _kind(redacted, "Secret")["metadata"]["annotations"] == {"guara.dev/redacted": "data"}
+    assert "annotations" not in _kind(rendered.objects, "Secret")["metadata"]
+    assert _kind(redacted, "Deployment") == _kind(rendered.objects, "Deployment")
     assert PASSWORD not in repr(rendered)
     validate_objects(redacted)
 
@@ -140,7 +153,7 @@ def test_credentials_for_another_registry_are_refused() -> None:
 
 
 def test_validation_refuses_what_the_schemas_refuse() -> None:
-    namespace, secret, deployment = _render("ghcr.io/acme/web:v1", "ghcr.io").objects
+    namespace, _policy, secret, deployment = _render("ghcr.io/acme/web:v1", "ghcr.io").objects
     broken = json.loads(json.dumps(deployment))
     broken["spec"]["replicas"] = "1"
     with pytest.raises(InvalidManifest, match="replicas"):

@@ -2,8 +2,8 @@
 
 ``KubernetesApplier`` uses the official ``kubernetes`` client: server-side apply (``PATCH`` with
 ``application/apply-patch+yaml``, field manager ``guara``, ``force=true`` so guara keeps ownership of
-the fields it renders), in order: Namespace (created when missing, as apply creates), Secret,
-Deployment. The client is synchronous: each apply runs in a worker thread.
+the fields it renders), in order: Namespace (created when missing, as apply creates),
+NetworkPolicy, Secret, Deployment. The client is synchronous: each apply runs in a worker thread.
 
 Client exceptions are translated into ``ApplyFailed`` here and nowhere else. The API server's answer is
 quoted (its Status ``message``) only for objects that hold no secret: a refused Secret may be echoed
@@ -107,6 +107,9 @@ class KubernetesApplier:
                 response = core.patch_namespace(name, body, **options)
             elif kind == "Secret":
                 response = core.patch_namespaced_secret(name, namespace, body, **options)
+            elif kind == "NetworkPolicy":
+                networking = kubernetes.client.NetworkingV1Api(api)
+                response = networking.patch_namespaced_network_policy(name, namespace, body, **options)
             elif kind == "Deployment":
                 apps = kubernetes.client.AppsV1Api(api)
                 response = apps.patch_namespaced_deployment(name, namespace, body, **options)

@@ -69,8 +69,8 @@ class WorkloadNames:
 
 @dataclass(frozen=True)
 class RenderedWorkload:
-    """The objects to apply, in apply order (Namespace, Secret, Deployment). Holds a secret: never
-    log, store or return ``objects``; use ``redacted()``."""
+    """The objects to apply, in apply order (Namespace, NetworkPolicy, Secret, Deployment). Holds a
+    secret: never log, store or return ``objects``; use ``redacted()``."""
 
     objects: tuple[Manifest, ...] = field(repr=False)
     names: WorkloadNames
@@ -157,6 +157,7 @@ def render_workload(
             },
         }
     ]
+    objects.append(_isolation_policy(namespace, project_id))
     if credentials is not None:
         assert names.secret is not None
         objects.append(
@@ -177,6 +178,39 @@ def render_workload(
     return RenderedWorkload(objects=tuple(objects), names=names)
 
 
+ISOLATION_POLICY = "guara-project-isolation"
+
+
+def _isolation_policy(namespace: str, project_id: uuid.UUID) -> Manifest:
+    """One per project namespace: pods accept traffic only from their own project, and may not reach
+    link-local addresses (cloud metadata, whose credentials could expose other projects)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": ISOLATION_POLICY,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                f"{LABEL_PREFIX}/project-id": str(project_id),
+            },
+        },
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {}}]}],
+            "egress": [
+                {
+                    "to": [
+                        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+                        {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}},
+                    ]
+                }
+            ],
+        },
+    }
+
+
 def _deployment(
     image: ResolvedImage, names: WorkloadNames, labels: Mapping[str, str], deployment_id: uuid.UUID
 ) -> Manifest:
@@ -188,7 +222,15 @@ def _deployment(
     if image.index_digest is not None:
         annotations[f"{LABEL_PREFIX}/index-digest"] = image.index_digest
     pod_spec: dict[str, Any] = {
-        "containers": [{"name": names.deployment, "image": image.pinned, "imagePullPolicy": "IfNotPresent"}],
+        "containers": [
+            {
+                "name": names.deployment,
+                "image": image.pinned,
+                "imagePullPolicy": "IfNotPresent",
+                # Harmless for ordinary images, and closes setuid escalation paths.
+                "securityContext": {"allowPrivilegeEscalation": False},
+            }
+        ],
         # The pinned manifest runs on this platform only.
         "nodeSelector": {
             "kubernetes.io/os": image.platform.os,
@@ -196,6 +238,7 @@ def _deployment(
         },
         # Workloads get no token for the cluster's API unless they ask for it.
         "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
     }
     if names.secret is not None:
         pod_spec["imagePullSecrets"] = [{"name": names.secret}]

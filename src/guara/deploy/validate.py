@@ -17,6 +17,7 @@ MODELS: dict[tuple[str, str], str] = {
     ("v1", "Namespace"): "V1Namespace",
     ("v1", "Secret"): "V1Secret",
     ("apps/v1", "Deployment"): "V1Deployment",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
 }
 
 
