@@ -78,10 +78,6 @@ class Settings(BaseSettings):
         return self.master_key is None and self.master_key_file is None
 
 
-def _split_csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
 def redact_url(url: str) -> str:
     """A database or Redis URL without its password, for messages."""
     from sqlalchemy.engine import make_url

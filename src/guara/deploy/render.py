@@ -66,6 +66,10 @@ class WorkloadNames:
         """The pull Secret's name, whether this deploy has one or must remove an old one."""
         return f"{self.deployment}-registry"
 
+    @property
+    def pull_secret_ref(self) -> ObjectRef:
+        return ObjectRef("Secret", self.namespace, self.pull_secret)
+
 
 @dataclass(frozen=True)
 class RenderedWorkload:
@@ -81,7 +85,7 @@ class RenderedWorkload:
         of earlier deploys, so removed credentials do not live on in the cluster."""
         if self.names.secret is not None:
             return ()
-        return (ObjectRef("Secret", self.names.namespace, self.names.pull_secret),)
+        return (self.names.pull_secret_ref,)
 
     def redacted(self) -> list[Manifest]:
         """A deep copy with every Secret's ``data`` values replaced by ``[REDACTED]``."""
@@ -101,8 +105,9 @@ class RenderedWorkload:
 
 def pull_secret_ref(project_id: uuid.UUID, service_name: str) -> ObjectRef:
     """Where a service's pull Secret lives in the cluster (present or not)."""
-    names = WorkloadNames(namespace=namespace_for(project_id), deployment=service_name, secret=None)
-    return ObjectRef("Secret", names.namespace, names.pull_secret)
+    return WorkloadNames(
+        namespace=namespace_for(project_id), deployment=service_name, secret=None
+    ).pull_secret_ref
 
 
 def namespace_for(project_id: uuid.UUID) -> str:

@@ -63,8 +63,7 @@ SAVED_NOTES = {
     "platform": "Platform saved: the next deploy picks this platform's image.",
     "passed": "Credentials saved. Test Connection passed with these values.",
     "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
-    "removed": "Credentials removed. The service now pulls its image anonymously; if the image is "
-    "private, its next deploy will fail until credentials are added back.",
+    "removed": f"Credentials removed. {deployments.ANONYMOUS_NOTE}",
 }
 
 
