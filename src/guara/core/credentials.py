@@ -8,7 +8,6 @@ preflight runs on the event loop, between two short transactions, never inside o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -102,13 +101,10 @@ def get_view(session: Session, *, service_id: uuid.UUID) -> CredentialsView | No
     return _view(row) if row else None
 
 
-def services_with_credentials(session: Session, service_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    ids = list(service_ids)
-    if not ids:
-        return set()
-    return set(
-        session.scalars(select(RegistryCredential.service_id).where(RegistryCredential.service_id.in_(ids)))
-    )
+def views_in_project(session: Session, *, project_id: uuid.UUID) -> dict[uuid.UUID, CredentialsView]:
+    """Masked credentials of every service of an authorised project, by service id, in one query."""
+    rows = session.scalars(select(RegistryCredential).where(RegistryCredential.project_id == project_id))
+    return {row.service_id: _view(row) for row in rows}
 
 
 # --- input rules -------------------------------------------------------------------------------

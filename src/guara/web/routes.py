@@ -131,7 +131,7 @@ def project_page(request: Request, platform: PlatformDep, user: WebUser, project
     with platform.db.session() as session:
         project = projects.get_project(session, principal=user, project_id=project_id)
         items = services.list_services(session, principal=user, project_id=project_id)
-        with_credentials = credentials.services_with_credentials(session, [s.id for s in items])
+        with_credentials = set(credentials.views_in_project(session, project_id=project_id))
     return render(request, "project.html", project=project, services=items, with_credentials=with_credentials)
 
 

@@ -30,13 +30,7 @@ async def put_credentials(
         credentials=credentials.CredentialsInput(body.registry, body.username, body.password),
         skip_verification=body.skip_verification,
     )
-    return CredentialsPublic(
-        registry=view.registry,
-        username_masked=view.username_masked,
-        has_password=view.has_password,
-        verified_at=view.verified_at,
-        verification=view.verification,
-    )
+    return CredentialsPublic.model_validate(view, from_attributes=True)
 
 
 @router.delete("/services/{service_id}/registry-credentials")

@@ -15,8 +15,15 @@ from guara.store.models import Service
 router = APIRouter(tags=["services"])
 
 
+def credentials_public(view: credentials.CredentialsView | None) -> CredentialsPublic | None:
+    return CredentialsPublic.model_validate(view, from_attributes=True) if view else None
+
+
 def service_public(session: Session, service: Service) -> ServicePublic:
-    view = credentials.get_view(session, service_id=service.id)
+    return service_with(service, credentials.get_view(session, service_id=service.id))
+
+
+def service_with(service: Service, view: credentials.CredentialsView | None) -> ServicePublic:
     return ServicePublic(
         id=service.id,
         project_id=service.project_id,
@@ -24,15 +31,7 @@ def service_public(session: Session, service: Service) -> ServicePublic:
         build_method=service.build_method,
         image=service.image,
         platform=service.platform,
-        registry_credentials=CredentialsPublic(
-            registry=view.registry,
-            username_masked=view.username_masked,
-            has_password=view.has_password,
-            verified_at=view.verified_at,
-            verification=view.verification,
-        )
-        if view
-        else None,
+        registry_credentials=credentials_public(view),
         created_at=service.created_at,
         updated_at=service.updated_at,
     )
@@ -60,10 +59,9 @@ async def create_service(
 
 @router.get("/projects/{project_id}/services")
 def list_services(project_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> list[ServicePublic]:
-    return [
-        service_public(session, s)
-        for s in services.list_services(session, principal=user, project_id=project_id)
-    ]
+    listed = services.list_services(session, principal=user, project_id=project_id)
+    views = credentials.views_in_project(session, project_id=project_id)  # one query, not one a row
+    return [service_with(service, views.get(service.id)) for service in listed]
 
 
 @router.get("/services/{service_id}")
