@@ -29,8 +29,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import build_platform
+from tests.conftest import build_context
 from tests.lab import Lab, start_lab
+from tests.support import run
 
 from guara.core import accounts
 
@@ -152,13 +153,13 @@ async def main() -> None:
         from guara.secrets import ensure_key_file
 
         ensure_key_file(data / "master.key")
-        platform = build_platform(env)
+        context = build_context(env)
         tokens = []
-        with platform.db.session() as session:
-            for i in range(31):
-                accounts.create_user(session, email=f"load{i}@example.com", password="load-password")
-                tokens.append(accounts.create_api_token(session, email=f"load{i}@example.com"))
-        platform.db.dispose()
+        for i in range(31):
+            email = f"load{i}@example.com"
+            run(accounts.create_user, context, email=email, password="load-password")
+            tokens.append(run(accounts.create_api_token, context, email=email))
+        context.close()
         password = lab.token.users["alice"]
         server_env = {**{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}, **env}
         with guara_server(server_env, Path(tmp) / "server.log") as url:

@@ -7,6 +7,9 @@ Run: python bench/audit.py [--rows N]
 from __future__ import annotations
 
 import argparse
+import base64
+import functools
+import secrets
 import statistics
 import sys
 import tempfile
@@ -16,10 +19,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 from sqlalchemy import create_engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from guara.config import Settings
+from guara.context import AppContext
 from guara.core import audit
 from guara.core.accounts import Principal
 from guara.store import Database
@@ -70,16 +76,20 @@ def seed(db: Database, rows: int) -> tuple[Principal, uuid.UUID]:
     return Principal(user_id, "bench@example.com"), project_id
 
 
-def measure(name: str, db: Database, rows: int) -> None:
+def measure(name: str, url: str, rows: int, data_dir: Path) -> None:
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    context = AppContext.from_settings(Settings(database_url=url, master_key=key, data_dir=data_dir))
+    db = context.db
     started = time.perf_counter()
     principal, project_id = seed(db, rows)
     print(f"{name}: seeded {rows:,} audit rows in {time.perf_counter() - started:.1f} s")
 
     def page(cursor: str | None = None, action: str | None = None) -> audit.AuditPage:
-        with db.session() as session:
-            return audit.list_entries(
-                session, principal=principal, project_id=project_id, limit=50, cursor=cursor, action=action
+        return anyio.run(
+            functools.partial(
+                audit.list_entries, context, principal, project_id=project_id, cursor=cursor, action=action
             )
+        )
 
     deep_cursor = str(rows // 2)
     raw_sql = text("SELECT * FROM audit_logs WHERE project_id = :p AND id < :c ORDER BY id DESC LIMIT 51")
@@ -95,6 +105,7 @@ def measure(name: str, db: Database, rows: int) -> None:
     lower = median_ms(raw)
     print(f"  first page {first:.2f} ms · deep page {deep:.2f} ms · deep page filtered {filtered:.2f} ms")
     print(f"  raw indexed SQL for the deep page {lower:.2f} ms · ratio deep/raw {deep / lower:.2f}")
+    context.close()
 
 
 def main() -> None:
@@ -102,9 +113,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     rows = parser.parse_args().rows
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(f"sqlite:///{tmp}/bench.db")
-        measure("SQLite", db, rows)
-        db.dispose()
+        measure("SQLite", f"sqlite:///{tmp}/bench.db", rows, Path(tmp))
     try:
         admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         name = f"guara_bench_{uuid.uuid4().hex[:8]}"
@@ -113,11 +122,10 @@ def main() -> None:
     except Exception as exc:
         print(f"PostgreSQL skipped: {type(exc).__name__}")
         return
-    db = Database(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
     try:
-        measure("PostgreSQL", db, rows)
+        with tempfile.TemporaryDirectory() as tmp:
+            measure("PostgreSQL", PG_ADMIN.rsplit("/", 1)[0] + "/" + name, rows, Path(tmp))
     finally:
-        db.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 

@@ -27,12 +27,12 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from guara.api.deps import SESSION_COOKIE
 from guara.app import create_app
 from guara.config import Settings
+from guara.context import AppContext
 from guara.core import accounts, credentials, projects, services
 from guara.core.accounts import Principal
-from guara.core.platform import Platform
+from guara.http.auth import SESSION_COOKIE
 from guara.secrets import ensure_key_file
 
 GOAL_P50_MS = 50.0
@@ -43,49 +43,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def build_platform(root: Path) -> Platform:
+def build_context(root: Path) -> AppContext:
     key_file = root / "master.key"
     ensure_key_file(key_file)
     settings = Settings(
         data_dir=root, database_url=f"sqlite:///{root / 'guara.db'}", master_key_file=key_file
     )
-    platform = Platform.from_settings(settings)
-    platform.db.upgrade()
-    return platform
+    context = AppContext.from_settings(settings)
+    context.db.upgrade()
+    return context
 
 
-async def populate(platform: Platform, count: int) -> tuple[Principal, uuid.UUID, uuid.UUID, str]:
-    with platform.db.session() as session:
-        owner = accounts.create_user(session, email="bench@example.com", password="bench password")
-        project = projects.create_project(session, principal=owner, name="bench")
-        created = [
-            services.create_service(
-                session,
-                principal=owner,
-                project_id=project.id,
-                name=f"svc-{i:04d}",
-                image=f"ghcr.io/acme/svc-{i:04d}:v1",
-            )
-            for i in range(count)
-        ]
-        ids = [s.id for s in created]
-        cookie = accounts.start_session(session, principal=owner, max_age_s=3600).cookie_value
+async def populate(context: AppContext, count: int) -> tuple[Principal, uuid.UUID, uuid.UUID, str]:
+    owner = await accounts.create_user(context, email="bench@example.com", password="bench password")
+    project = await projects.create_project(context, owner, name="bench")
+    ids = []
+    for i in range(count):
+        created = await services.create_service(
+            context, owner, project_id=project.id, name=f"svc-{i:04d}", image=f"ghcr.io/acme/svc-{i:04d}:v1"
+        )
+        ids.append(created.id)
+    cookie = await accounts.sign_in(context, email=owner.email, password="bench password", client="bench")
     for service_id in ids[::2]:
         await credentials.save_credentials(
-            platform,
+            context,
             owner,
             service_id=service_id,
-            credentials=credentials.CredentialsInput("ghcr.io", "robot", SecretStr("bench-token")),
+            change=credentials.CredentialsChange("ghcr.io", "robot", SecretStr("bench-token")),
             skip_verification=True,
         )
-    return owner, project.id, ids[0], cookie
+    return owner, project.id, ids[0], cookie.cookie_value
 
 
 async def measure(
-    platform: Platform, pages: dict[str, str], cookie: str, rounds: int
+    context: AppContext, pages: dict[str, str], cookie: str, rounds: int
 ) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in pages}
-    transport = httpx.ASGITransport(app=create_app(platform))
+    transport = httpx.ASGITransport(app=create_app(context))
     async with httpx.AsyncClient(
         transport=transport, base_url="http://bench.local", cookies={SESSION_COOKIE: cookie}
     ) as client:
@@ -108,9 +102,9 @@ def main() -> int:
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before measuring")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="guara-bench-pages-") as tmp:
-        platform = build_platform(Path(tmp))
+        context = build_context(Path(tmp))
         started = time.perf_counter()
-        _owner, project_id, service_id, cookie = anyio.run(populate, platform, args.services)
+        _owner, project_id, service_id, cookie = anyio.run(populate, context, args.services)
         print(
             f"built 1 project, {args.services} services ({args.services // 2 + args.services % 2} with "
             f"credentials) in {time.perf_counter() - started:.1f} s on SQLite"
@@ -124,8 +118,8 @@ def main() -> int:
         if args.gc_freeze:
             gc.collect()
             gc.freeze()
-        timings = anyio.run(measure, platform, pages, cookie, args.rounds)
-        platform.db.dispose()
+        timings = anyio.run(measure, context, pages, cookie, args.rounds)
+        context.db.dispose()
     print(f"{'page':<18} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}  goal p50 < {GOAL_P50_MS:.0f} ms")
     failed = False
     for name, values in timings.items():

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from guara.config import Settings
-from guara.core.platform import Platform
+from guara.context import AppContext
 from guara.store.models import Base
 from tests.support import ApiUser, make_client
 
@@ -100,25 +100,25 @@ def settings_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     }
 
 
-def build_platform(env: dict[str, str]) -> Platform:
+def build_context(env: dict[str, str]) -> AppContext:
     settings = Settings(**{k.removeprefix("GUARA_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
-    platform = Platform.from_settings(settings)
-    platform.db.upgrade()
-    return platform
+    context = AppContext.from_settings(settings)
+    context.db.upgrade()
+    return context
 
 
 @pytest.fixture
-def platform(settings_env: dict[str, str]) -> Iterator[Platform]:
-    platform = build_platform(settings_env)
-    yield platform
-    platform.db.dispose()
+def context(settings_env: dict[str, str]) -> Iterator[AppContext]:
+    context = build_context(settings_env)
+    yield context
+    context.db.dispose()
 
 
 @pytest.fixture
-def client(platform: Platform) -> Iterator[ApiUser]:
+def client(context: AppContext) -> Iterator[ApiUser]:
     """An API client signed in as a fresh user (bearer token)."""
-    with make_client(platform) as test_client:
-        yield ApiUser.sign_up(test_client, platform, "owner@example.com")
+    with make_client(context) as test_client:
+        yield ApiUser.sign_up(test_client, context, "owner@example.com")
 
 
 @pytest.fixture

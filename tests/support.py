@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 from fastapi.testclient import TestClient
 
 from guara.app import create_app
+from guara.context import AppContext
 from guara.core import accounts
-from guara.core.platform import Platform
+
+T = TypeVar("T")
+
+
+def run(use_case: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Run an async use case of guara.core from synchronous test code (in a worker thread when this
+    thread's event loop is busy, as under Playwright's sync API)."""
+    call = functools.partial(anyio.run, functools.partial(use_case, *args, **kwargs))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
 
 
 def free_port() -> int:
@@ -54,8 +72,8 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def make_client(platform: Platform) -> Iterator[TestClient]:
-    with TestClient(create_app(platform), raise_server_exceptions=False) as test_client:
+def make_client(context: AppContext) -> Iterator[TestClient]:
+    with TestClient(create_app(context), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -67,12 +85,10 @@ class ApiUser:
 
     @classmethod
     def sign_up(
-        cls, http: TestClient, platform: Platform, email: str, password: str = "correct horse 1"
+        cls, http: TestClient, context: AppContext, email: str, password: str = "correct horse 1"
     ) -> ApiUser:
-        with platform.db.session() as session:
-            accounts.create_user(session, email=email, password=password)
-            token = accounts.create_api_token(session, email=email)
-        return cls(http, email, token)
+        run(accounts.create_user, context, email=email, password=password)
+        return cls(http, email, run(accounts.create_api_token, context, email=email))
 
     @property
     def headers(self) -> dict[str, str]:

@@ -1,1 +1,3 @@
-"""guara: deploy services from private container images."""
+"""guara: the control plane of a small platform-as-a-service for private container images."""
+
+__version__ = "0.1.0"

@@ -1,18 +1,34 @@
-"""The ASGI application: JSON API under /api/v1, the dashboard at /, health probes."""
+"""The ASGI application: JSON API under /api/v1, the dashboard at /, health probes.
+
+The one place that knows both adapters: it assembles them and decides, per request, whether an error
+is answered as JSON (the API, the probes) or as a dashboard page.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guara.api import errors
-from guara.api.routes import audit, credentials, deployments, projects, services
-from guara.core.platform import Platform
+from guara import __version__, api
+from guara.context import AppContext
+from guara.core.errors import GuaraError
+from guara.http.errors import (
+    UNAVAILABLE_MESSAGE,
+    error_body,
+    guara_error_response,
+    validation_error_response,
+)
 from guara.secrets import secret_scope
 from guara.store import DatabaseUnavailable
+from guara.web import routes as web_routes
+from guara.web.views import error_page
 
 # A GCR JSON key is several KB; nothing legitimate comes near this.
 MAX_BODY_BYTES = 256 * 1024
@@ -54,7 +70,7 @@ class BodySizeLimit:
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse(
-            errors.error_body("payload_too_large", f"request body over {self.max_bytes} bytes"),
+            error_body("payload_too_large", f"request body over {self.max_bytes} bytes"),
             status_code=413,
         )
         await response({"type": "http"}, _disconnected, send)
@@ -121,24 +137,65 @@ class SecretScope:
             await self.app(scope, receive, send)
 
 
-def create_app(platform: Platform) -> FastAPI:
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    context: AppContext = app.state.context
+    await context.stop_background_work()
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and request.url.path not in ("/healthz", "/readyz")
+
+
+def _answer(request: Request, response: JSONResponse, message: str) -> Response:
+    """The JSON answer for API calls; the dashboard's error page (same status, Retry-After) otherwise."""
+    if not _wants_html(request):
+        return response
+    page = error_page(request, response.status_code, message)
+    if "retry-after" in response.headers:
+        page.headers["retry-after"] = response.headers["retry-after"]
+    return page
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GuaraError)
+    async def _guara(request: Request, exc: GuaraError) -> Response:
+        return _answer(request, guara_error_response(exc), exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _answer(request, *validation_error_response(exc))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _db(request: Request, exc: DatabaseUnavailable) -> Response:
+        response = JSONResponse(error_body("unavailable", UNAVAILABLE_MESSAGE), status_code=503)
+        return _answer(request, response, UNAVAILABLE_MESSAGE)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        response = JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+        return _answer(request, response, str(exc.detail))
+
+
+def create_app(context: AppContext) -> FastAPI:
+    """The API, the dashboard and the health probes over one application context."""
     app = FastAPI(
         title="guara",
-        version="0.1.0",
+        version=__version__,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        lifespan=_lifespan,
     )
-    app.state.platform = platform
-    errors.install(app)
-
-    api = APIRouter(prefix="/api/v1")
-    for module in (projects, services, credentials, deployments, audit):
-        api.include_router(module.router)
-    app.include_router(api)
-
-    from guara.web import routes as web_routes
-
+    app.state.context = context
+    _install_error_handlers(app)
+    app.include_router(api.router())
     web_routes.install(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -148,9 +205,9 @@ def create_app(platform: Platform) -> FastAPI:
     @app.get("/readyz", include_in_schema=False, response_model=None)
     def readyz() -> Any:
         try:
-            platform.db.check()
+            context.db.check()
         except DatabaseUnavailable:
-            return JSONResponse(errors.error_body("unavailable", "database not reachable"), status_code=503)
+            return JSONResponse(error_body("unavailable", "database not reachable"), status_code=503)
         return {"status": "ready"}
 
     app.add_middleware(BodySizeLimit)

@@ -14,7 +14,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from guara.config import Settings
-from guara.core.platform import Platform
+from guara.context import AppContext
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="guara control plane")
 db_app = typer.Typer(no_args_is_help=True, help="database")
@@ -51,21 +51,21 @@ def _setup_logging(level: str = "INFO") -> None:
     install_log_redaction()
 
 
-def _platform(*, announce: bool = False, migrate: bool = True) -> Platform:
-    from guara.core.platform import Platform
+def _context(*, announce: bool = False, migrate: bool = True) -> AppContext:
+    from guara.context import AppContext
     from guara.secrets import MasterKeyError
     from guara.store import DatabaseUnavailable
 
     settings = _settings()
     try:
-        platform = Platform.from_settings(settings, announce=announce)
+        context = AppContext.from_settings(settings, announce=announce)
         if migrate:
-            platform.db.upgrade()
+            context.db.upgrade()
     except MasterKeyError as exc:
         raise _fail(f"master key: {exc}", 2) from None
     except DatabaseUnavailable as exc:
         raise _fail(str(exc)) from None
-    return platform
+    return context
 
 
 @app.command()
@@ -78,20 +78,19 @@ def serve(
     import uvicorn
 
     from guara.app import create_app
-    from guara.core import deployments
+    from guara.core import deploy_runner
 
     level = (log_level or _settings().log_level).lower()
     _setup_logging(level.upper())
-    platform = _platform(announce=True)
-    with platform.db.session() as session:
-        abandoned = deployments.fail_abandoned(session)
+    context = _context(announce=True)
+    abandoned = anyio.run(deploy_runner.fail_abandoned, context)
     if abandoned:
         log.warning("marked %d deployments left unfinished by a stopped process as interrupted", abandoned)
-    log.info("guara serving on http://%s:%d (database %s)", host, port, platform.db.display_url)
+    log.info("guara serving on http://%s:%d (database %s)", host, port, context.db.display_url)
     # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
     gc.freeze()
     uvicorn.run(
-        create_app(platform), host=host, port=port, log_level=level, proxy_headers=False, log_config=None
+        create_app(context), host=host, port=port, log_level=level, proxy_headers=False, log_config=None
     )
 
 
@@ -99,8 +98,8 @@ def serve(
 def db_upgrade() -> None:
     """Apply database migrations up to the newest revision."""
     _setup_logging("WARNING")
-    platform = _platform()
-    typer.echo(f"database {platform.db.display_url} is at the newest revision")
+    context = _context()
+    typer.echo(f"database {context.db.display_url} is at the newest revision")
 
 
 @user_app.command("create")
@@ -117,10 +116,9 @@ def user_create(
     if not password_stdin:
         raise _fail("pass the password on stdin with --password-stdin", 2)
     password = sys.stdin.readline().rstrip("\r\n")
-    platform = _platform()
+    context = _context()
     try:
-        with platform.db.session() as session:
-            principal = accounts.create_user(session, email=email, password=password)
+        principal = anyio.run(lambda: accounts.create_user(context, email=email, password=password))
     except GuaraError as exc:
         raise _fail(exc.message) from None
     typer.echo(f"created user {principal.email}")
@@ -132,10 +130,9 @@ def token_create(email: Annotated[str, typer.Option(help="the token's user")]) -
     from guara.core import accounts
     from guara.core.errors import GuaraError
 
-    platform = _platform()
+    context = _context()
     try:
-        with platform.db.session() as session:
-            token = accounts.create_api_token(session, email=email)
+        token = anyio.run(lambda: accounts.create_api_token(context, email=email))
     except GuaraError as exc:
         raise _fail(exc.message) from None
     typer.echo(token)
@@ -146,9 +143,11 @@ def keys_rotate() -> None:
     """Add a master-key version and re-seal every stored secret under it (resumable)."""
     from guara.core import keys
 
-    platform = _platform()
+    context = _context()
     try:
-        report = keys.rotate(platform, on_progress=lambda done: typer.echo(f"re-sealed {done} secrets"))
+        report = anyio.run(
+            lambda: keys.rotate(context, on_progress=lambda done: typer.echo(f"re-sealed {done} secrets"))
+        )
     except keys.RotationImpossible as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"master key version {report.version} is current; re-sealed {report.resealed} secrets")
@@ -159,10 +158,10 @@ def keys_status() -> None:
     """How many stored secrets each master-key version still seals."""
     from guara.core import keys
 
-    platform = _platform()
-    counts = keys.status(platform)
-    typer.echo(f"current version: {platform.keyring.current_version}")
-    for version in sorted(set(platform.keyring.versions) | set(counts)):
+    context = _context()
+    counts = anyio.run(keys.status, context)
+    typer.echo(f"current version: {context.keyring.current_version}")
+    for version in sorted(set(context.keyring.versions) | set(counts)):
         typer.echo(f"v{version}: {counts.get(version, 0)} secrets")
 
 
@@ -201,13 +200,7 @@ def preflight(
         )
 
     result = anyio.run(run)
-    payload = {
-        "ok": result.ok,
-        "code": result.code.value if result.code else None,
-        "message": result.message,
-        "digest": result.digest,
-        "elapsed_ms": result.elapsed_ms,
-    }
+    payload = result.as_dict()
     if as_json:
         typer.echo(json.dumps(payload))
     else:

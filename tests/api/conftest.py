@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from guara.core.platform import Platform
-from tests.conftest import build_platform
+from guara.context import AppContext
+from tests.conftest import build_context
 from tests.lab import Lab
 from tests.support import ApiUser, make_client
 
@@ -18,13 +18,13 @@ def lab_env(settings_env: dict[str, str], lab: Lab) -> dict[str, str]:
 
 
 @pytest.fixture
-def lab_platform(lab_env: dict[str, str]) -> Iterator[Platform]:
-    platform = build_platform(lab_env)
-    yield platform
-    platform.db.dispose()
+def lab_context(lab_env: dict[str, str]) -> Iterator[AppContext]:
+    context = build_context(lab_env)
+    yield context
+    context.db.dispose()
 
 
 @pytest.fixture
-def lab_client(lab_platform: Platform) -> Iterator[ApiUser]:
-    with make_client(lab_platform) as http:
-        yield ApiUser.sign_up(http, lab_platform, "owner@example.com")
+def lab_client(lab_context: AppContext) -> Iterator[ApiUser]:
+    with make_client(lab_context) as http:
+        yield ApiUser.sign_up(http, lab_context, "owner@example.com")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from guara.core.platform import Platform
+from guara.context import AppContext
 from guara.store.models import RegistryCredential
 from tests.lab import Lab
 from tests.support import ApiUser, make_client
@@ -199,7 +199,7 @@ def test_rate_limit_counts_tests_and_verified_saves(lab_client: ApiUser, lab: La
     ],
 )
 def test_bad_credentials_input(
-    lab_client: ApiUser, lab: Lab, body: dict[str, Any], status: int, code: str, lab_platform: Platform
+    lab_client: ApiUser, lab: Lab, body: dict[str, Any], status: int, code: str, lab_context: AppContext
 ) -> None:
     project_id = lab_client.project()
     service_id = lab_client.service(project_id, image=lab.token.ref("acme/api:v1"))
@@ -209,7 +209,7 @@ def test_bad_credentials_input(
     )
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
-    with lab_platform.db.session() as session:
+    with lab_context.db.session() as session:
         assert session.scalar(select(RegistryCredential)) is None
 
 
@@ -238,16 +238,16 @@ def test_gcr_json_key_sized_password_fits(lab_client: ApiUser, lab: Lab) -> None
     assert response.status_code == 200, response.text
 
 
-def test_racing_saves_never_mix(lab_platform: Platform, lab: Lab) -> None:
-    with make_client(lab_platform) as http:
-        owner = ApiUser.sign_up(http, lab_platform, "owner@example.com")
+def test_racing_saves_never_mix(lab_context: AppContext, lab: Lab) -> None:
+    with make_client(lab_context) as http:
+        owner = ApiUser.sign_up(http, lab_context, "owner@example.com")
         project_id = owner.project()
         service_id = owner.service(project_id, image=lab.token.ref("acme/api:v1"))
     statuses: list[int] = []
     barrier = threading.Barrier(2)
 
     def save(user: str) -> None:
-        with make_client(lab_platform) as http:
+        with make_client(lab_context) as http:
             client = ApiUser(http, owner.email, owner.token)
             barrier.wait()
             statuses.append(
@@ -259,7 +259,7 @@ def test_racing_saves_never_mix(lab_platform: Platform, lab: Lab) -> None:
         t.start()
     for t in threads:
         t.join()
-    with make_client(lab_platform) as http:
+    with make_client(lab_context) as http:
         owner = ApiUser(http, owner.email, owner.token)
         updates = [
             e
@@ -268,6 +268,6 @@ def test_racing_saves_never_mix(lab_platform: Platform, lab: Lab) -> None:
         ]
     assert sorted(statuses) in ([200, 200], [200, 409])
     assert len(updates) == statuses.count(200)
-    with lab_platform.db.session() as session:
+    with lab_context.db.session() as session:
         row = session.get(RegistryCredential, uuid.UUID(service_id))
         assert row is not None and row.username in ("alice", "admin")

@@ -14,8 +14,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from guara.app import create_app
-from guara.core.platform import Platform
-from tests.conftest import build_platform
+from guara.context import AppContext
+from tests.conftest import build_context
 from tests.support import ApiUser, make_client
 
 
@@ -89,7 +89,7 @@ def test_a_username_needs_a_password(client: ApiUser) -> None:
     assert response.json()["field"] == "password"
 
 
-def test_protective_headers_on_pages_and_api(client: ApiUser, platform: Platform) -> None:
+def test_protective_headers_on_pages_and_api(client: ApiUser, context: AppContext) -> None:
     for path in ("/login", "/api/v1/projects"):
         response = client.http.get(path, headers=client.headers)
         assert response.headers["X-Frame-Options"] == "DENY"
@@ -100,8 +100,8 @@ def test_protective_headers_on_pages_and_api(client: ApiUser, platform: Platform
 
 
 def test_secure_cookies_can_be_forced_behind_a_tls_proxy(settings_env: dict[str, str]) -> None:
-    platform = build_platform({**settings_env, "GUARA_COOKIE_SECURE": "true"})
-    with make_client(platform) as http:
+    context = build_context({**settings_env, "GUARA_COOKIE_SECURE": "true"})
+    with make_client(context) as http:
         page = http.get("/setup")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token
@@ -112,12 +112,12 @@ def test_secure_cookies_can_be_forced_behind_a_tls_proxy(settings_env: dict[str,
             follow_redirects=False,
         )
         assert "secure" in response.headers["set-cookie"].lower()
-    platform.db.dispose()
+    context.db.dispose()
 
 
-def test_sign_in_is_throttled_per_account(platform: Platform) -> None:
-    with make_client(platform) as http:
-        ApiUser.sign_up(http, platform, "victim@example.com")
+def test_sign_in_is_throttled_per_account(context: AppContext) -> None:
+    with make_client(context) as http:
+        ApiUser.sign_up(http, context, "victim@example.com")
         statuses = []
         for _ in range(12):
             page = http.get("/login")
@@ -136,7 +136,7 @@ def test_sign_in_is_throttled_per_account(platform: Platform) -> None:
     assert statuses[:10] == [401] * 10
     assert statuses[10:] == [429, 429]
     # Someone else's guessing does not lock the owner out from another address.
-    other_client = TestClient(create_app(platform), client=("192.0.2.7", 50000))
+    other_client = TestClient(create_app(context), client=("192.0.2.7", 50000))
     page = other_client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token
@@ -160,12 +160,12 @@ def _wait_until_done(client: ApiUser, service_id: str, deployment_id: str) -> di
         time.sleep(0.05)
 
 
-def test_deploys_are_bounded_per_service_and_per_user(client: ApiUser, platform: Platform) -> None:
+def test_deploys_are_bounded_per_service_and_per_user(client: ApiUser, context: AppContext) -> None:
     from guara.store.models import Deployment
 
     project_id = client.project()
     service_id = client.service(project_id, image="127.0.0.1:1/acme/api:v1")  # a closed port: fails fast
-    with platform.db.session() as session:
+    with context.db.session() as session:
         busy = Deployment(
             service_id=uuid.UUID(service_id),
             project_id=uuid.UUID(project_id),
@@ -177,7 +177,7 @@ def test_deploys_are_bounded_per_service_and_per_user(client: ApiUser, platform:
     refused = client.post(f"/services/{service_id}/deployments")
     assert refused.status_code == 409
     assert refused.json()["code"] == "deploy_in_progress"
-    with platform.db.session() as session:
+    with context.db.session() as session:
         session.merge(busy).status = "failed"
     statuses = []
     for _ in range(10):

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from guara.core.platform import Platform
+from guara.context import AppContext
 from tests.support import ApiUser
 
 
@@ -103,10 +103,10 @@ def test_no_token_is_401_and_bad_token_is_401(client: ApiUser) -> None:
     assert response.json()["code"] == "not_authenticated"
 
 
-def test_two_users_cannot_see_each_others_anything(client: ApiUser, platform: Platform) -> None:
+def test_two_users_cannot_see_each_others_anything(client: ApiUser, context: AppContext) -> None:
     project_id = client.project("mine")
     service_id = client.service(project_id)
-    other = ApiUser.sign_up(client.http, platform, "other@example.com")
+    other = ApiUser.sign_up(client.http, context, "other@example.com")
     assert other.get("/projects").json() == []
     for path in (
         f"/projects/{project_id}",
@@ -148,7 +148,7 @@ def test_openapi_is_served(client: ApiUser) -> None:
     assert "/api/v1/registry/test" in spec["paths"]
 
 
-def test_service_platform_is_chosen_at_create_and_changed_later(client: ApiUser, platform: Platform) -> None:
+def test_service_platform_is_chosen_at_create_and_changed_later(client: ApiUser, context: AppContext) -> None:
     project_id = client.project()
     created = client.post(
         f"/projects/{project_id}/services",
@@ -166,7 +166,7 @@ def test_service_platform_is_chosen_at_create_and_changed_later(client: ApiUser,
     assert changed.json()["platform"] == "linux/amd64"
     [update, _create] = client.get(f"/projects/{project_id}/audit-logs").json()["entries"]
     assert update["details"] == {"platform": "linux/amd64", "previous_platform": "linux/arm64"}
-    other = ApiUser.sign_up(client.http, platform, "other@example.com")
+    other = ApiUser.sign_up(client.http, context, "other@example.com")
     assert (
         other.request("PATCH", f"/services/{service_id}", json={"platform": "linux/arm64"}).status_code == 404
     )

@@ -118,12 +118,12 @@ def test_keeping_the_stored_password_needs_the_same_registry(lab_client: ApiUser
 
 
 def test_keeping_the_stored_password_never_downgrades_to_http(lab_env: dict[str, str], lab: Lab) -> None:
-    from tests.conftest import build_platform
+    from tests.conftest import build_context
     from tests.support import make_client
 
-    platform = build_platform({**lab_env, "GUARA_ALLOW_HTTP_REGISTRIES": "true"})
-    with make_client(platform) as http:
-        client = ApiUser.sign_up(http, platform, "owner@example.com")
+    context = build_context({**lab_env, "GUARA_ALLOW_HTTP_REGISTRIES": "true"})
+    with make_client(context) as http:
+        client = ApiUser.sign_up(http, context, "owner@example.com")
         service_id = _service_with_stored_password(client, lab)
         downgrade = client.put(
             f"/services/{service_id}/registry-credentials",
@@ -134,4 +134,4 @@ def test_keeping_the_stored_password_never_downgrades_to_http(lab_env: dict[str,
         assert (
             client.get(f"/services/{service_id}").json()["registry_credentials"]["registry"] == lab.token.host
         )
-    platform.db.dispose()
+    context.db.dispose()

@@ -6,18 +6,17 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from guara.core import accounts, deployments, projects, services
-from guara.core.platform import Platform
+from guara.context import AppContext
+from guara.core import accounts, deploy_runner, projects, services
 from guara.store.models import AuditLog, Deployment, utcnow
+from tests.support import run
 
 
-def test_only_stale_active_deployments_are_failed(platform: Platform) -> None:
-    with platform.db.session() as session:
-        owner = accounts.create_user(session, email="d@example.com", password="long enough pw")
-        project = projects.create_project(session, principal=owner, name="p")
-        service = services.create_service(
-            session, principal=owner, project_id=project.id, name="s", image="busybox"
-        )
+def test_only_stale_active_deployments_are_failed(context: AppContext) -> None:
+    owner = run(accounts.create_user, context, email="d@example.com", password="long enough pw")
+    project = run(projects.create_project, context, owner, name="p")
+    service = run(services.create_service, context, owner, project_id=project.id, name="s", image="busybox")
+    with context.db.session() as session:
         rows = {}
         for name, status, age in [
             ("stale", "resolving", 20),
@@ -34,9 +33,8 @@ def test_only_stale_active_deployments_are_failed(platform: Platform) -> None:
                 updated_at=utcnow() - timedelta(minutes=age),
             )
             session.add(rows[name])
-    with platform.db.session() as session:
-        assert deployments.fail_abandoned(session) == 1
-    with platform.db.session() as session:
+    assert run(deploy_runner.fail_abandoned, context) == 1
+    with context.db.session() as session:
         status = {r.id: (r.status, r.code) for r in session.scalars(select(Deployment))}
         audits = session.scalars(select(AuditLog).where(AuditLog.action == "service.deploy")).all()
     assert status[rows["stale"].id] == ("failed", "interrupted")

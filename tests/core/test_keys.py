@@ -10,24 +10,26 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from guara.context import AppContext
 from guara.core import accounts, keys, projects, services
 from guara.core.credentials import PASSWORD_FIELD, _open_password
-from guara.core.platform import Platform
 from guara.secrets import ProjectKeys, seal
 from guara.store.models import RegistryCredential
-from tests.conftest import build_platform
+from tests.conftest import build_context
+from tests.support import run
 
 
-def _seed(platform: Platform, count: int) -> list[uuid.UUID]:
-    with platform.db.session() as session:
-        owner = accounts.create_user(session, email="k@example.com", password="long enough pw")
-        project = projects.create_project(session, principal=owner, name="p")
+def _seed(context: AppContext, count: int) -> list[uuid.UUID]:
+    owner = run(accounts.create_user, context, email="k@example.com", password="long enough pw")
+    project = run(projects.create_project, context, owner, name="p")
+    services_ = [
+        run(services.create_service, context, owner, project_id=project.id, name=f"s{i}", image="busybox")
+        for i in range(count)
+    ]
+    with context.db.session() as session:
         ids = []
-        keyring = ProjectKeys(platform.keyring)
-        for i in range(count):
-            service = services.create_service(
-                session, principal=owner, project_id=project.id, name=f"s{i}", image="busybox"
-            )
+        keyring = ProjectKeys(context.keyring)
+        for i, service in enumerate(services_):
             envelope = seal(
                 keyring,
                 SecretStr(f"pw-{i}"),
@@ -51,20 +53,20 @@ def _seed(platform: Platform, count: int) -> list[uuid.UUID]:
 
 
 def test_rotation_reseals_everything_and_old_processes_follow(settings_env: dict[str, str]) -> None:
-    server = build_platform(settings_env)  # a running server, loaded before the rotation
+    server = build_context(settings_env)  # a running server, loaded before the rotation
     ids = _seed(server, 5)
-    operator = build_platform(settings_env)  # `guara keys rotate` in another process
-    report = keys.rotate(operator, batch_size=2)
+    operator = build_context(settings_env)  # `guara keys rotate` in another process
+    report = run(keys.rotate, operator, batch_size=2)
     assert (report.version, report.resealed, report.resumed) == (2, 5, False)
-    assert keys.status(operator) == {2: 5}
+    assert run(keys.status, operator) == {2: 5}
     with server.db.session() as session:
         rows = {r.service_id: r for r in session.scalars(select(RegistryCredential))}
     assert [_open_password(server, rows[i]).get_secret_value() for i in ids] == [f"pw-{n}" for n in range(5)]
 
 
 def test_interrupted_rotation_resumes_without_a_new_version(settings_env: dict[str, str]) -> None:
-    platform = build_platform(settings_env)
-    _seed(platform, 5)
+    context = build_context(settings_env)
+    _seed(context, 5)
     calls = []
 
     def stop_after_first_batch(done: int) -> None:
@@ -72,20 +74,20 @@ def test_interrupted_rotation_resumes_without_a_new_version(settings_env: dict[s
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        keys.rotate(platform, batch_size=2, on_progress=stop_after_first_batch)
-    assert keys.status(platform) == {1: 3, 2: 2}
-    report = keys.rotate(platform, batch_size=2)
+        run(keys.rotate, context, batch_size=2, on_progress=stop_after_first_batch)
+    assert run(keys.status, context) == {1: 3, 2: 2}
+    report = run(keys.rotate, context, batch_size=2)
     assert (report.version, report.resealed, report.resumed) == (2, 3, True)
-    assert keys.status(platform) == {2: 5}
+    assert run(keys.status, context) == {2: 5}
 
 
 def test_rotation_with_environment_keys(settings_env: dict[str, str], master_key: str) -> None:
-    old = build_platform({**settings_env, "GUARA_MASTER_KEY": master_key})
+    old = build_context({**settings_env, "GUARA_MASTER_KEY": master_key})
     _seed(old, 3)
     with pytest.raises(keys.RotationImpossible, match="v2:<new key>"):
-        keys.rotate(old)  # nothing to re-seal, and guara cannot add a version to the environment
+        run(keys.rotate, old)  # nothing to re-seal, and guara cannot add a version to the environment
     new_key = base64.b64encode(secrets.token_bytes(32)).decode()
-    both = build_platform({**settings_env, "GUARA_MASTER_KEY": f"v1:{master_key},v2:{new_key}"})
-    report = keys.rotate(both)
+    both = build_context({**settings_env, "GUARA_MASTER_KEY": f"v1:{master_key},v2:{new_key}"})
+    report = run(keys.rotate, both)
     assert (report.version, report.resealed, report.resumed) == (2, 3, True)
-    assert keys.status(both) == {2: 3}
+    assert run(keys.status, both) == {2: 3}

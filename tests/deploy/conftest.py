@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from guara.core.platform import Platform
-from tests.api.conftest import lab_client, lab_env, lab_platform  # noqa: F401  (fixtures)
-from tests.conftest import build_platform
+from guara.context import AppContext
+from tests.api.conftest import lab_client, lab_context, lab_env  # noqa: F401  (fixtures)
+from tests.conftest import build_context
 from tests.lab import Lab
 from tests.support import ApiUser, make_client
 
@@ -43,9 +43,9 @@ def credentials(lab: Lab, user: str = "alice", **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fast_timeout_client(lab_env: dict[str, str]) -> Iterator[tuple[ApiUser, Platform]]:  # noqa: F811
+def fast_timeout_client(lab_env: dict[str, str]) -> Iterator[tuple[ApiUser, AppContext]]:  # noqa: F811
     """A client whose platform gives every resolution 2 s."""
-    platform = build_platform({**lab_env, "GUARA_PREFLIGHT_TIMEOUT_S": "2"})
-    with make_client(platform) as http:
-        yield ApiUser.sign_up(http, platform, "owner@example.com"), platform
-    platform.db.dispose()
+    context = build_context({**lab_env, "GUARA_PREFLIGHT_TIMEOUT_S": "2"})
+    with make_client(context) as http:
+        yield ApiUser.sign_up(http, context, "owner@example.com"), context
+    context.db.dispose()

@@ -18,8 +18,7 @@ import kubernetes.client
 import pytest
 from pydantic import SecretStr
 
-from guara.core import deployments
-from guara.core.platform import Platform
+from guara.context import AppContext
 from guara.deploy import (
     ApplyFailed,
     KubernetesApplier,
@@ -30,7 +29,7 @@ from guara.deploy import (
 )
 from guara.deploy.platforms import parse_platform
 from guara.registry import parse_image_reference, parse_registry
-from tests.conftest import build_platform
+from tests.conftest import build_context
 from tests.deploy.conftest import credentials, deploy
 from tests.deploy.fakes import FakeKubernetes, kubeconfig
 from tests.lab import ALICE_PASSWORD, Lab, LabServer, start_https_server
@@ -145,20 +144,20 @@ def kubernetes_platform(
     fake_cluster: tuple[FakeKubernetes, LabServer],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Platform]:
+) -> Iterator[AppContext]:
     _fake, server = fake_cluster
     config = tmp_path / "kubeconfig"
     config.write_text(kubeconfig(server.url))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    platform = build_platform({**lab_env, "GUARA_RUNTIME": "kubernetes", "GUARA_KUBECONFIG": str(config)})
-    assert isinstance(deployments.runner_for(platform).applier, KubernetesApplier)
-    yield platform
-    platform.db.dispose()
+    context = build_context({**lab_env, "GUARA_RUNTIME": "kubernetes", "GUARA_KUBECONFIG": str(config)})
+    assert isinstance(context.deployments.applier, KubernetesApplier)
+    yield context
+    context.db.dispose()
 
 
 @pytest.mark.lab
 def test_runtime_kubernetes_applies_the_real_secret_and_shows_the_redacted_one(
-    kubernetes_platform: Platform, fake_cluster: tuple[FakeKubernetes, LabServer], lab: Lab
+    kubernetes_platform: AppContext, fake_cluster: tuple[FakeKubernetes, LabServer], lab: Lab
 ) -> None:
     fake, _server = fake_cluster
     with make_client(kubernetes_platform) as http:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from guara.core import deployments
-from guara.core.platform import Platform
+from guara.context import AppContext
+from guara.core.deploy_runner import DeploymentRunner
 from guara.store.models import Deployment
-from tests.conftest import build_platform
+from tests.conftest import build_context
 from tests.deploy.conftest import credentials, deploy, wait_for
 from tests.deploy.fakes import hanging_registry
 from tests.lab import ALICE_PASSWORD, Lab
@@ -207,7 +207,7 @@ def _set_platform(client: ApiUser, service_id: str, value: str) -> None:
 
 
 def test_multi_platform_index_pins_the_platform_manifest(
-    lab_client: ApiUser, lab: Lab, lab_platform: Platform
+    lab_client: ApiUser, lab: Lab, lab_context: AppContext
 ) -> None:
     project_id = lab_client.project()
     service_id = _service(lab_client, project_id, lab, "acme/multi:v1", name="multi", user="alice")
@@ -254,7 +254,7 @@ def _elapsed(deployment: dict[str, Any]) -> float:
 
 @pytest.mark.slow
 def test_a_registry_that_hangs_mid_deploy_times_out_on_the_deadline(
-    fast_timeout_client: tuple[ApiUser, Platform], lab_https_server: HttpsServerFactory
+    fast_timeout_client: tuple[ApiUser, AppContext], lab_https_server: HttpsServerFactory
 ) -> None:
     client, _platform = fast_timeout_client
     release = threading.Event()
@@ -277,35 +277,35 @@ def test_shutdown_interrupts_a_running_deployment(
 ) -> None:
     release = threading.Event()
     server = lab_https_server(hanging_registry(release))
-    platform = build_platform(lab_env)
-    deployments.configure_runner(platform, applier=None, shutdown_grace_s=0.2)
+    context = build_context(lab_env)
+    context.deployments = DeploymentRunner(applier=None, shutdown_grace_s=0.2)
     try:
-        with make_client(platform) as http:
-            client = ApiUser.sign_up(http, platform, "owner@example.com")
+        with make_client(context) as http:
+            client = ApiUser.sign_up(http, context, "owner@example.com")
             project_id = client.project()
             service_id = client.service(project_id, image=f"{server.host}/acme/slow:v1")
             started = client.post(f"/services/{service_id}/deployments")
             assert started.status_code == 202
         # Leaving the client ran the app's shutdown: the runner waited 0.2 s, then cancelled.
-        assert not deployments.runner_for(platform).busy
-        with platform.db.session() as session:
+        assert not context.deployments.busy
+        with context.db.session() as session:
             row = session.get(Deployment, uuid.UUID(started.json()["id"]))
             assert row is not None
             assert row.status == "failed" and row.code == "interrupted"
             assert "deploy again" in row.message
     finally:
         release.set()
-        platform.db.dispose()
+        context.db.dispose()
 
 
 def test_deployments_of_other_users_are_not_found(
-    lab_client: ApiUser, lab: Lab, lab_platform: Platform
+    lab_client: ApiUser, lab: Lab, lab_context: AppContext
 ) -> None:
     project_id = lab_client.project()
     service_id = _service(lab_client, project_id, lab, "public/hello:latest", name="hello")
     other_service = _service(lab_client, project_id, lab, "public/hello:latest", name="other")
     done = deploy(lab_client, service_id)
-    stranger = ApiUser.sign_up(lab_client.http, lab_platform, "stranger@example.com")
+    stranger = ApiUser.sign_up(lab_client.http, lab_context, "stranger@example.com")
     for response in (
         stranger.get(f"/services/{service_id}/deployments"),
         stranger.get(f"/services/{service_id}/deployments/{done['id']}"),

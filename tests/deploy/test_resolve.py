@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from guara.deploy import MAX_CONFIG_BYTES, ResolvedImage, ResolveFailure, parse_platform, resolve_image
-from guara.registry import PreflightCode
+from guara.registry import PreflightCode, RegistryOptions
 from tests.deploy.fakes import static_registry
 from tests.lab.fixtures import HttpsServerFactory
 
@@ -46,9 +46,24 @@ def _routes(
     }
 
 
-async def _resolve(host: str, ca_file: Path, **kwargs: Any) -> ResolvedImage | ResolveFailure:
-    options: dict[str, Any] = {"ca_file": ca_file, "ssrf_allow": LOOPBACK, "timeout": 5.0, **kwargs}
-    return await resolve_image(f"{host}/team/app:v1", platform=parse_platform("linux/amd64"), **options)
+async def _resolve(
+    host: str,
+    ca_file: Path,
+    *,
+    registry: str | None = None,
+    username: str | None = None,
+    password: SecretStr | None = None,
+    **kwargs: Any,
+) -> ResolvedImage | ResolveFailure:
+    settings: dict[str, Any] = {"ca_file": ca_file, "ssrf_allow": LOOPBACK, "timeout": 5.0, **kwargs}
+    return await resolve_image(
+        f"{host}/team/app:v1",
+        platform=parse_platform("linux/amd64"),
+        options=RegistryOptions.build(**settings),
+        registry=registry,
+        username=username,
+        password=password,
+    )
 
 
 CONFIG = json.dumps({"os": "linux", "architecture": "amd64", "config": {}}).encode()

@@ -6,14 +6,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from guara.core.platform import Platform
+from guara.context import AppContext
 from guara.store import Database, DatabaseUnavailable
 from guara.store.models import Base
 
 
-def test_upgrade_is_idempotent_and_matches_models(platform: Platform) -> None:
-    platform.db.upgrade()
-    with platform.db.engine.connect() as conn:
+def test_upgrade_is_idempotent_and_matches_models(context: AppContext) -> None:
+    context.db.upgrade()
+    with context.db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
 

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from guara.core.platform import Platform
-from tests.api.conftest import lab_env, lab_platform
+from guara.context import AppContext
+from tests.api.conftest import lab_context, lab_env
 from tests.support import make_client
 from tests.web.support import WebUser
 
-__all__ = ["lab_env", "lab_platform", "owner"]
+__all__ = ["lab_context", "lab_env", "owner"]
 
 
 @pytest.fixture
-def owner(lab_platform: Platform) -> Iterator[WebUser]:
+def owner(lab_context: AppContext) -> Iterator[WebUser]:
     """A dashboard user signed in on the lab platform, through the sign-in form."""
-    with make_client(lab_platform) as http:
-        yield WebUser.sign_in(http, lab_platform, "owner@example.com")
+    with make_client(lab_context) as http:
+        yield WebUser.sign_in(http, lab_context, "owner@example.com")

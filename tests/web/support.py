@@ -9,22 +9,30 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from guara.context import AppContext
 from guara.core import accounts, projects
-from guara.core.platform import Platform
+from guara.core.accounts import Principal
+from guara.store.models import User
+from tests.support import run
 
 PASSWORD = "correct horse 1"  # noqa: S105  (a test account's password)
 
 
-def create_user(platform: Platform, email: str) -> None:
-    with platform.db.session() as session:
-        accounts.create_user(session, email=email, password=PASSWORD)
+def create_user(context: AppContext, email: str) -> Principal:
+    return run(accounts.create_user, context, email=email, password=PASSWORD)
 
 
-def create_project(platform: Platform, email: str, name: str = "shop") -> str:
-    with platform.db.session() as session:
-        principal = accounts.authenticate(session, email=email, password=PASSWORD)
-        return str(projects.create_project(session, principal=principal, name=name).id)
+def principal_of(context: AppContext, email: str) -> Principal:
+    """The account of ``email``, as the use cases see it."""
+    with context.db.session() as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        return Principal(user.id, user.email)
+
+
+def create_project(context: AppContext, email: str, name: str = "shop") -> str:
+    return str(run(projects.create_project, context, principal_of(context, email), name=name).id)
 
 
 def form_csrf(page: str) -> str:
@@ -52,8 +60,8 @@ class WebUser:
     csrf: str
 
     @classmethod
-    def sign_in(cls, http: TestClient, platform: Platform, email: str) -> WebUser:
-        create_user(platform, email)
+    def sign_in(cls, http: TestClient, context: AppContext, email: str) -> WebUser:
+        create_user(context, email)
         login = http.get("/login")
         response = http.post(
             "/login",

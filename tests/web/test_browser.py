@@ -10,22 +10,21 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pydantic import SecretStr
 
-from guara.core import accounts, credentials
-from guara.core.platform import Platform
+from guara.context import AppContext
+from guara.core import services
+from guara.core.credentials import CredentialsChange
 from guara.secrets import ensure_key_file
-from tests.conftest import build_platform
+from tests.conftest import build_context
 from tests.lab import Lab
-from tests.support import serve
-from tests.web.support import PASSWORD, create_project, create_user
+from tests.support import run, serve
+from tests.web.support import PASSWORD, create_project, create_user, principal_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.lab]
 
@@ -59,16 +58,16 @@ def guara_env(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
 
 
 @pytest.fixture(scope="module")
-def server_platform(guara_env: dict[str, str]) -> Iterator[Platform]:
+def server_context(guara_env: dict[str, str]) -> Iterator[AppContext]:
     """The server's database and keys, opened in-process to arrange users, projects and services."""
-    platform = build_platform(guara_env)
-    yield platform
-    platform.db.dispose()
+    context = build_context(guara_env)
+    yield context
+    context.db.dispose()
 
 
 @pytest.fixture(scope="module")
 def server_url(
-    guara_env: dict[str, str], server_platform: Platform, tmp_path_factory: pytest.TempPathFactory
+    guara_env: dict[str, str], server_context: AppContext, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}, **guara_env}
     with serve(env, tmp_path_factory.mktemp("serve") / "guara.log") as url:
@@ -92,33 +91,26 @@ def browser() -> Iterator[Browser]:
 class Session:
     page: Page
     email: str
-    platform: Platform
+    context: AppContext
     base_url: str
 
     def project(self) -> str:
-        return create_project(self.platform, self.email)
+        return create_project(self.context, self.email)
 
     def service_with_credentials(self, lab: Lab, *, username: str, password: str) -> str:
         """Arrange a service whose credentials were saved without verifying (no preflight)."""
-        with self.platform.db.session() as db:
-            principal = accounts.authenticate(db, email=self.email, password=PASSWORD)
         project_id = uuid.UUID(self.project())
-
-        async def create() -> str:
-            service = await credentials.create_service(
-                self.platform,
-                principal,
-                project_id=project_id,
-                name="api",
-                image=lab.token.ref("acme/api:v1"),
-                credentials=credentials.CredentialsInput(lab.token.host, username, SecretStr(password)),
-                skip_verification=True,
-            )
-            return str(service.id)
-
-        # Playwright's sync API owns this thread's event loop: run the use case in another thread.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(anyio.run, create).result()
+        service = run(
+            services.create_service,
+            self.context,
+            principal_of(self.context, self.email),
+            project_id=project_id,
+            name="api",
+            image=lab.token.ref("acme/api:v1"),
+            registry_credentials=CredentialsChange(lab.token.host, username, SecretStr(password)),
+            skip_verification=True,
+        )
+        return str(service.id)
 
     def shot(self, name: str, selector: str | None = None) -> None:
         """A full-page screenshot, or of one element (small enough for the README)."""
@@ -130,9 +122,9 @@ class Session:
             self.page.screenshot(path=path, full_page=True)
 
 
-def _sign_in(browser: Browser, server_url: str, platform: Platform) -> Iterator[Session]:
+def _sign_in(browser: Browser, server_url: str, app_context: AppContext) -> Iterator[Session]:
     email = f"user-{uuid.uuid4().hex[:10]}@example.com"
-    create_user(platform, email)
+    create_user(app_context, email)
     context = browser.new_context(base_url=server_url, viewport={"width": 1000, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -142,14 +134,14 @@ def _sign_in(browser: Browser, server_url: str, platform: Platform) -> Iterator[
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     try:
-        yield Session(page, email, platform, server_url)
+        yield Session(page, email, app_context, server_url)
     finally:
         context.close()
 
 
 @pytest.fixture
-def session(browser: Browser, server_url: str, server_platform: Platform) -> Iterator[Session]:
-    yield from _sign_in(browser, server_url, server_platform)
+def session(browser: Browser, server_url: str, server_context: AppContext) -> Iterator[Session]:
+    yield from _sign_in(browser, server_url, server_context)
 
 
 def _open_wizard(s: Session) -> Page:
@@ -355,10 +347,10 @@ def test_rate_limit_shows_a_soft_message(session: Session, lab: Lab) -> None:
 
 
 def test_another_users_service_is_the_404_page(
-    session: Session, browser: Browser, server_url: str, server_platform: Platform, lab: Lab
+    session: Session, browser: Browser, server_url: str, server_context: AppContext, lab: Lab
 ) -> None:
     service_id = session.service_with_credentials(lab, username="alice", password="whatever")
-    for stranger in _sign_in(browser, server_url, server_platform):
+    for stranger in _sign_in(browser, server_url, server_context):
         for path in (f"/services/{service_id}", f"/services/{service_id}/settings"):
             response = stranger.page.goto(path)
             assert response is not None and response.status == 404
@@ -367,11 +359,11 @@ def test_another_users_service_is_the_404_page(
 
 
 def test_wizard_works_without_javascript(
-    browser: Browser, server_url: str, server_platform: Platform, lab: Lab
+    browser: Browser, server_url: str, server_context: AppContext, lab: Lab
 ) -> None:
     email = f"nojs-{uuid.uuid4().hex[:10]}@example.com"
-    create_user(server_platform, email)
-    project_id = create_project(server_platform, email)
+    create_user(server_context, email)
+    project_id = create_project(server_context, email)
     context = browser.new_context(base_url=server_url, java_script_enabled=False)
     try:
         page = context.new_page()

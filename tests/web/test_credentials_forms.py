@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from guara.core.platform import Platform
+from guara.context import AppContext
 from guara.core.validation import MAX_REGISTRY_SECRET
 from guara.store.models import RegistryCredential
 from tests.lab import Lab
@@ -41,8 +41,8 @@ def _creds(lab: Lab, password: str | None = None) -> dict[str, str]:
     }
 
 
-def _stored(platform: Platform, service_id: str) -> RegistryCredential | None:
-    with platform.db.session() as session:
+def _stored(context: AppContext, service_id: str) -> RegistryCredential | None:
+    with context.db.session() as session:
         row = session.scalar(
             select(RegistryCredential).where(RegistryCredential.service_id == uuid.UUID(service_id))
         )
@@ -51,8 +51,8 @@ def _stored(platform: Platform, service_id: str) -> RegistryCredential | None:
         return row
 
 
-def test_wizard_every_field_has_a_label(owner: WebUser, lab_platform: Platform) -> None:
-    project_id = create_project(lab_platform, owner.email)
+def test_wizard_every_field_has_a_label(owner: WebUser, lab_context: AppContext) -> None:
+    project_id = create_project(lab_context, owner.email)
     page = owner.http.get(f"/projects/{project_id}/services/new").text
     ids = re.findall(r'<input id="([^"]+)"', page) + re.findall(r'<input type="\w+" id="([^"]+)"', page)
     assert {"service-name", "image", "cred-registry", "cred-username", "cred-password", "cred-skip"} <= set(
@@ -65,9 +65,9 @@ def test_wizard_every_field_has_a_label(owner: WebUser, lab_platform: Platform) 
 
 
 def test_check_image_without_js_shows_the_section_only_for_private_images(
-    owner: WebUser, lab_platform: Platform, lab: Lab
+    owner: WebUser, lab_context: AppContext, lab: Lab
 ) -> None:
-    project_id = create_project(lab_platform, owner.email)
+    project_id = create_project(lab_context, owner.email)
     status, page, _ = _wizard(owner, project_id, image=lab.token.ref("acme/api:v1"), action="check")
     assert status == 200
     assert not _section_hidden(page)
@@ -81,8 +81,8 @@ def test_check_image_without_js_shows_the_section_only_for_private_images(
     assert "invalid image reference" in text_of(page)
 
 
-def test_wizard_verified_save_without_js(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id = create_project(lab_platform, owner.email)
+def test_wizard_verified_save_without_js(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
+    project_id = create_project(lab_context, owner.email)
     image = lab.token.ref("acme/api:v1")
     status, page, _ = _wizard(owner, project_id, name="api", image=image, action="test", **_creds(lab))
     assert status == 200
@@ -96,9 +96,9 @@ def test_wizard_verified_save_without_js(owner: WebUser, lab_platform: Platform,
 
 
 def test_wizard_failed_verification_keeps_nothing_then_override(
-    owner: WebUser, lab_platform: Platform, lab: Lab
+    owner: WebUser, lab_context: AppContext, lab: Lab
 ) -> None:
-    project_id = create_project(lab_platform, owner.email)
+    project_id = create_project(lab_context, owner.email)
     image = lab.token.ref("acme/api:v1")
     status, page, _ = _wizard(owner, project_id, name="api", image=image, **_creds(lab, "wrong"))
     assert status == 422
@@ -116,8 +116,8 @@ def test_wizard_failed_verification_keeps_nothing_then_override(
     assert "saved without verifying" in text_of(owner.http.get(location).text)
 
 
-def test_wizard_field_errors(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id = create_project(lab_platform, owner.email)
+def test_wizard_field_errors(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
+    project_id = create_project(lab_context, owner.email)
     image = lab.token.ref("acme/api:v1")
     status, page, _ = _wizard(owner, project_id, name="Bad Name", image=image)
     assert status == 422
@@ -138,9 +138,9 @@ def test_wizard_field_errors(owner: WebUser, lab_platform: Platform, lab: Lab) -
 
 
 def _service_with_credentials(
-    owner: WebUser, lab_platform: Platform, lab: Lab, *, username: str = "alice", skip: bool = False
+    owner: WebUser, lab_context: AppContext, lab: Lab, *, username: str = "alice", skip: bool = False
 ) -> tuple[str, str]:
-    project_id = create_project(lab_platform, owner.email)
+    project_id = create_project(lab_context, owner.email)
     data = {"name": "api", "image": lab.token.ref("acme/api:v1"), **_creds(lab), "username": username}
     if skip:
         data["skip_verification"] = "on"
@@ -149,10 +149,10 @@ def _service_with_credentials(
     return project_id, location.split("/")[2].split("?")[0]
 
 
-def test_settings_edit_keeps_the_stored_password(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
+def test_settings_edit_keeps_the_stored_password(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
     # bob + alice's password: wrong together, saved without verifying.
-    project_id, service_id = _service_with_credentials(owner, lab_platform, lab, username="bob", skip=True)
-    before = _stored(lab_platform, service_id)
+    project_id, service_id = _service_with_credentials(owner, lab_context, lab, username="bob", skip=True)
+    before = _stored(lab_context, service_id)
     assert before is not None and before.verification == "overridden"
     settings = text_of(owner.http.get(f"/services/{service_id}/settings").text)
     assert "Private Registry" in settings and "saved without verifying" in settings
@@ -164,7 +164,7 @@ def test_settings_edit_keeps_the_stored_password(owner: WebUser, lab_platform: P
     saved = owner.post_form(path, {"registry": lab.token.host, "username": "alice", "password": ""})
     assert saved.status_code == 303
     assert saved.headers["location"].endswith("?saved=passed#private-registry")
-    after = _stored(lab_platform, service_id)
+    after = _stored(lab_context, service_id)
     assert after is not None
     assert after.username == "alice" and after.verification == "passed"
     assert after.password_sealed == before.password_sealed  # the password was kept, not re-sealed
@@ -173,26 +173,28 @@ def test_settings_edit_keeps_the_stored_password(owner: WebUser, lab_platform: P
     assert "verified just now" in text_of(owner.http.get(saved.headers["location"]).text)
 
 
-def test_remove_needs_a_confirmation_and_is_audited(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id, service_id = _service_with_credentials(owner, lab_platform, lab)
+def test_remove_needs_a_confirmation_and_is_audited(
+    owner: WebUser, lab_context: AppContext, lab: Lab
+) -> None:
+    project_id, service_id = _service_with_credentials(owner, lab_context, lab)
     confirm = owner.http.get(f"/services/{service_id}/settings/registry-credentials/remove")
     text = text_of(confirm.text)
     assert "anonymous pulls" in text and "next deploy will fail" in text
-    assert _stored(lab_platform, service_id) is not None  # asking is not removing
+    assert _stored(lab_context, service_id) is not None  # asking is not removing
     removed = owner.post_form(f"/services/{service_id}/settings/registry-credentials/remove", {})
     assert removed.status_code == 303
     page = text_of(owner.http.get(removed.headers["location"]).text)
     assert "+ Add private registry credentials" in page
     assert "Credentials removed" in page
-    assert _stored(lab_platform, service_id) is None
+    assert _stored(lab_context, service_id) is None
     audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
     assert "Removed registry credentials" in audit and "owner@example.com" in audit
     assert "Test Connection passed" in audit
     assert lab.token.users["alice"] not in audit
 
 
-def test_audit_log_is_paginated(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id, service_id = _service_with_credentials(owner, lab_platform, lab, skip=True)
+def test_audit_log_is_paginated(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
+    project_id, service_id = _service_with_credentials(owner, lab_context, lab, skip=True)
     path = f"/services/{service_id}/settings/registry-credentials"
     owner.post_form(path, {"registry": lab.token.host, "skip_verification": "on"})
     owner.post_form(f"{path}/remove", {})
@@ -243,12 +245,12 @@ def test_test_connection_endpoint_gives_friendly_results_and_a_soft_limit(owner:
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
 
 
-def test_another_users_service_is_a_404(lab_platform: Platform, lab: Lab) -> None:
-    with make_client(lab_platform) as http:
-        owner = WebUser.sign_in(http, lab_platform, "owner@example.com")
-        _project_id, service_id = _service_with_credentials(owner, lab_platform, lab)
-    with make_client(lab_platform) as http:
-        stranger = WebUser.sign_in(http, lab_platform, "stranger@example.com")
+def test_another_users_service_is_a_404(lab_context: AppContext, lab: Lab) -> None:
+    with make_client(lab_context) as http:
+        owner = WebUser.sign_in(http, lab_context, "owner@example.com")
+        _project_id, service_id = _service_with_credentials(owner, lab_context, lab)
+    with make_client(lab_context) as http:
+        stranger = WebUser.sign_in(http, lab_context, "stranger@example.com")
         for path in ("", "/settings", "/settings/registry-credentials/remove"):
             page = stranger.http.get(f"/services/{service_id}{path}")
             assert page.status_code == 404
@@ -257,14 +259,14 @@ def test_another_users_service_is_a_404(lab_platform: Platform, lab: Lab) -> Non
         assert removed.status_code == 404
         tested = stranger.post_json("/-/test-connection", {"service_id": service_id})
         assert tested.status_code == 404
-    assert _stored(lab_platform, service_id) is not None
+    assert _stored(lab_context, service_id) is not None
 
 
 def test_test_connection_endpoint_uses_the_api_statuses(
-    owner: WebUser, lab_platform: Platform, lab: Lab
+    owner: WebUser, lab_context: AppContext, lab: Lab
 ) -> None:
-    _project_id, service_id = _service_with_credentials(owner, lab_platform, lab)
-    with lab_platform.db.session() as session:
+    _project_id, service_id = _service_with_credentials(owner, lab_context, lab)
+    with lab_context.db.session() as session:
         row = session.get(RegistryCredential, uuid.UUID(service_id))
         assert row is not None
         # Another nonce: the envelope still parses but no longer opens.
@@ -279,7 +281,7 @@ def test_test_connection_endpoint_uses_the_api_statuses(
 
 
 def test_passwords_longer_than_the_registry_limit_are_refused(
-    owner: WebUser, lab_platform: Platform, lab: Lab
+    owner: WebUser, lab_context: AppContext, lab: Lab
 ) -> None:
     image = lab.token.ref("acme/api:v1")
     longest = owner.post_json(
@@ -290,7 +292,7 @@ def test_passwords_longer_than_the_registry_limit_are_refused(
     tested = owner.post_json("/-/test-connection", {**_creds(lab, too_long), "image": image})
     assert tested.status_code == 422
     assert too_long not in tested.text
-    project_id = create_project(lab_platform, owner.email)
+    project_id = create_project(lab_context, owner.email)
     wizard = owner.http.get(f"/projects/{project_id}/services/new").text
     assert f'type="password" maxlength="{MAX_REGISTRY_SECRET}"' in wizard
     status, page, _ = _wizard(owner, project_id, name="api", image=image, **_creds(lab, too_long))
@@ -299,9 +301,9 @@ def test_passwords_longer_than_the_registry_limit_are_refused(
 
 
 def test_a_rate_limited_form_test_is_a_429_with_the_soft_notice(
-    owner: WebUser, lab_platform: Platform, lab: Lab
+    owner: WebUser, lab_context: AppContext, lab: Lab
 ) -> None:
-    project_id = create_project(lab_platform, owner.email)
+    project_id = create_project(lab_context, owner.email)
     form = {"name": "api", "image": lab.token.ref("acme/api:v1"), "action": "test", **_creds(lab, "wrong")}
     for _ in range(5):
         status, page, _ = _wizard(owner, project_id, **form)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from guara.core.platform import Platform
+from guara.context import AppContext
 from tests.lab import Lab
 from tests.support import make_client
 from tests.web.support import WebUser, create_project, text_of
@@ -28,8 +28,8 @@ def _deploy_and_wait(user: WebUser, service_path: str) -> str:
         time.sleep(0.2)
 
 
-def test_deploy_with_credentials_then_without(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id = create_project(lab_platform, owner.email)
+def test_deploy_with_credentials_then_without(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
+    project_id = create_project(lab_context, owner.email)
     response = owner.post_form(
         f"/projects/{project_id}/services/new",
         {
@@ -59,8 +59,8 @@ def test_deploy_with_credentials_then_without(owner: WebUser, lab_platform: Plat
     assert "Deploy failed (auth_failed), pulling anonymously" in audit
 
 
-def test_deploy_form_needs_csrf_and_membership(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id = create_project(lab_platform, owner.email)
+def test_deploy_form_needs_csrf_and_membership(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
+    project_id = create_project(lab_context, owner.email)
     created = owner.post_form(
         f"/projects/{project_id}/services/new", {"name": "web", "image": lab.token.ref("public/hello:latest")}
     )
@@ -69,14 +69,14 @@ def test_deploy_form_needs_csrf_and_membership(owner: WebUser, lab_platform: Pla
         f"{service_path}/deployments", data={"csrf_token": "nope"}, follow_redirects=False
     )
     assert forged.status_code == 401
-    with make_client(lab_platform) as other_http:
-        other = WebUser.sign_in(other_http, lab_platform, "other@example.com")
+    with make_client(lab_context) as other_http:
+        other = WebUser.sign_in(other_http, lab_context, "other@example.com")
         assert other.post_form(f"{service_path}/deployments", {}).status_code == 404
     assert "No deployments yet" in text_of(owner.http.get(service_path).text)
 
 
-def test_platform_is_set_in_settings(owner: WebUser, lab_platform: Platform, lab: Lab) -> None:
-    project_id = create_project(lab_platform, owner.email)
+def test_platform_is_set_in_settings(owner: WebUser, lab_context: AppContext, lab: Lab) -> None:
+    project_id = create_project(lab_context, owner.email)
     created = owner.post_form(
         f"/projects/{project_id}/services/new", {"name": "web", "image": lab.token.ref("public/hello:latest")}
     )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from guara.core.audit import AuditEntry, entry_of
 from guara.core.credentials import CredentialsView
 from guara.registry import PreflightCode, PreflightResult
 from guara.store.models import AuditLog
@@ -103,8 +104,8 @@ def test_credentials_display() -> None:
     assert not overridden.verified and overridden.status == "saved without verifying"
 
 
-def _entry(action: str, details: dict[str, object]) -> AuditLog:
-    return AuditLog(
+def _entry(action: str, details: dict[str, object], created_at: datetime = NOW) -> AuditEntry:
+    row = AuditLog(
         id=7,
         action=action,
         actor_email="ana@example.com",
@@ -112,8 +113,9 @@ def _entry(action: str, details: dict[str, object]) -> AuditLog:
         target_id="0b4c",
         target_name="api",
         details=details,
-        created_at=NOW,
+        created_at=created_at,
     )
+    return entry_of(row)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +156,5 @@ def test_audit_rows(action: str, details: dict[str, object], summary: str, outco
 def test_naive_stored_times_read_as_utc() -> None:
     naive = NOW.replace(tzinfo=None)  # what SQLite hands back
     assert ago(naive - timedelta(minutes=5), now=NOW) == "5 minutes ago"
-    entry = _entry("service.create", {"image": "nginx"})
-    entry.created_at = naive
-    row = audit_row(entry)
+    row = audit_row(_entry("service.create", {"image": "nginx"}, created_at=naive))
     assert (row.when, row.when_iso) == ("2025-01-02 12:00:00 UTC", "2025-01-02T12:00:00+00:00")

@@ -9,7 +9,7 @@ import uuid
 import httpx
 from fastapi.testclient import TestClient
 
-from guara.core.platform import Platform
+from guara.context import AppContext
 from tests.support import make_client
 from tests.web.support import form_csrf
 
@@ -26,8 +26,8 @@ def _setup(
     return response
 
 
-def test_empty_install_offers_first_account_once(platform: Platform) -> None:
-    with make_client(platform) as http:
+def test_empty_install_offers_first_account_once(context: AppContext) -> None:
+    with make_client(context) as http:
         assert http.get("/", follow_redirects=False).headers["location"] == "/setup"
         response = _setup(http)
         assert response.status_code == 303
@@ -38,7 +38,7 @@ def test_empty_install_offers_first_account_once(platform: Platform) -> None:
             and "SameSite=lax" in cookie.replace("Lax", "lax")
         )
         assert http.get("/projects").status_code == 200
-    with make_client(platform) as http:
+    with make_client(context) as http:
         assert http.get("/setup", follow_redirects=False).headers["location"] == "/login"
         again = _setup(http, "second@example.com")
         assert again.headers["location"] == "/login"
@@ -54,11 +54,11 @@ def test_empty_install_offers_first_account_once(platform: Platform) -> None:
         assert bad.status_code == 401
 
 
-def test_racing_first_account_creates_exactly_one(platform: Platform) -> None:
+def test_racing_first_account_creates_exactly_one(context: AppContext) -> None:
     results: list[int] = []
 
     def attempt(index: int) -> None:
-        with make_client(platform) as http:
+        with make_client(context) as http:
             response = _setup(http, f"racer{index}@example.com")
             results.append(http.get("/projects", follow_redirects=False).status_code)
             assert response.status_code == 303
@@ -73,12 +73,12 @@ def test_racing_first_account_creates_exactly_one(platform: Platform) -> None:
 
     from guara.store.models import User
 
-    with platform.db.session() as session:
+    with context.db.session() as session:
         assert session.scalar(select(func.count()).select_from(User)) == 1
 
 
-def test_forms_refuse_missing_csrf(platform: Platform) -> None:
-    with make_client(platform) as http:
+def test_forms_refuse_missing_csrf(context: AppContext) -> None:
+    with make_client(context) as http:
         assert _setup(http).status_code == 303
         response = http.post("/projects", data={"name": "x", "csrf_token": "wrong"})
         assert response.status_code == 401
@@ -88,15 +88,15 @@ def test_forms_refuse_missing_csrf(platform: Platform) -> None:
             "/projects", data={"name": "shop", "csrf_token": form_csrf(page.text)}, follow_redirects=False
         )
         assert ok.status_code == 303
-    with make_client(platform) as http:
+    with make_client(context) as http:
         http.get("/login")
         signed_out = http.post("/login", data={"email": "first@example.com", "password": "first-password"})
         assert signed_out.status_code == 401
         assert "form expired" in signed_out.text
 
 
-def test_cookie_api_calls_need_the_csrf_header(platform: Platform) -> None:
-    with make_client(platform) as http:
+def test_cookie_api_calls_need_the_csrf_header(context: AppContext) -> None:
+    with make_client(context) as http:
         _setup(http)
         assert http.get("/api/v1/projects").status_code == 200
         refused = http.post("/api/v1/projects", json={"name": "x"})
@@ -108,8 +108,8 @@ def test_cookie_api_calls_need_the_csrf_header(platform: Platform) -> None:
         assert accepted.status_code == 201
 
 
-def test_pages_and_another_users_service_is_a_404_page(platform: Platform) -> None:
-    with make_client(platform) as http:
+def test_pages_and_another_users_service_is_a_404_page(context: AppContext) -> None:
+    with make_client(context) as http:
         _setup(http)
         page = http.get("/projects")
         created = http.post(
@@ -123,17 +123,17 @@ def test_pages_and_another_users_service_is_a_404_page(platform: Platform) -> No
         assert "Not found" in missing.text
 
 
-def test_signed_out_pages_redirect_to_login(platform: Platform) -> None:
-    with make_client(platform) as http:
+def test_signed_out_pages_redirect_to_login(context: AppContext) -> None:
+    with make_client(context) as http:
         _setup(http)
-    with make_client(platform) as http:
+    with make_client(context) as http:
         response = http.get("/projects", follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"] == "/login"
 
 
-def test_page_errors_are_pages_not_json(platform: Platform) -> None:
-    with make_client(platform) as http:
+def test_page_errors_are_pages_not_json(context: AppContext) -> None:
+    with make_client(context) as http:
         _setup(http)
         bad_id = http.get("/services/not-a-uuid")
         assert bad_id.status_code == 422

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from guara.core.credentials import CredentialsChange
 from guara.core.validation import MAX_REGISTRY_SECRET
 from guara.deploy import DEFAULT_PLATFORM
 
@@ -20,24 +21,33 @@ class ProjectCreate(Input):
     name: str = Field(max_length=1000)
 
 
-class ProjectPublic(BaseModel):
+class Output(BaseModel):
+    """Built from the use cases' plain data objects by attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ProjectPublic(Output):
     id: uuid.UUID
     name: str
     role: str
     created_at: datetime
 
 
-class CredentialsInput(Input):
+class RegistryCredentialsCreate(Input):
     registry: str = Field(min_length=1, max_length=255)
     username: str | None = Field(default=None, max_length=255)
     password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
+
+    def change(self) -> CredentialsChange:
+        return CredentialsChange(self.registry, self.username, self.password)
 
 
 class ServiceCreate(Input):
     name: str = Field(max_length=1000)
     image: str = Field(max_length=1000)
     platform: str = Field(default=DEFAULT_PLATFORM, max_length=100)
-    registry_credentials: CredentialsInput | None = None
+    registry_credentials: RegistryCredentialsCreate | None = None
     skip_verification: bool = False
 
 
@@ -45,7 +55,9 @@ class ServiceUpdate(Input):
     platform: str = Field(max_length=100)
 
 
-class CredentialsUpdate(CredentialsInput):
+class RegistryCredentialsUpdate(RegistryCredentialsCreate):
+    """Omitted username or password: keep the stored one."""
+
     skip_verification: bool = False
 
 
@@ -57,7 +69,7 @@ class RegistryTest(Input):
     service_id: uuid.UUID | None = None
 
 
-class CredentialsPublic(BaseModel):
+class RegistryCredentialsPublic(Output):
     registry: str
     username_masked: str
     has_password: bool
@@ -65,19 +77,19 @@ class CredentialsPublic(BaseModel):
     verification: Literal["passed", "overridden"]
 
 
-class ServicePublic(BaseModel):
+class ServicePublic(Output):
     id: uuid.UUID
     project_id: uuid.UUID
     name: str
     build_method: str
     image: str
     platform: str
-    registry_credentials: CredentialsPublic | None
+    registry_credentials: RegistryCredentialsPublic | None
     created_at: datetime
     updated_at: datetime
 
 
-class PreflightPublic(BaseModel):
+class PreflightPublic(Output):
     ok: bool
     code: str | None
     message: str
@@ -85,12 +97,12 @@ class PreflightPublic(BaseModel):
     elapsed_ms: int
 
 
-class CredentialsRemoved(BaseModel):
+class RegistryCredentialsRemoved(Output):
     removed: bool
     message: str
 
 
-class AuditEntryPublic(BaseModel):
+class AuditEntryPublic(Output):
     id: int
     action: str
     actor_email: str
@@ -101,12 +113,12 @@ class AuditEntryPublic(BaseModel):
     created_at: datetime
 
 
-class AuditPagePublic(BaseModel):
+class AuditPagePublic(Output):
     entries: list[AuditEntryPublic]
     next_cursor: str | None
 
 
-class DeploymentPublic(BaseModel):
+class DeploymentPublic(Output):
     id: uuid.UUID
     service_id: uuid.UUID
     status: str

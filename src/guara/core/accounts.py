@@ -1,4 +1,4 @@
-"""Users, first-account set-up, API tokens and dashboard sessions."""
+"""Users, first-account set-up, signing in and out, API tokens and dashboard sessions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from guara.core import validation
 from guara.core.errors import Conflict, NotAuthenticated, RateLimited
-from guara.ratelimit import PreflightLimiter
-from guara.store.db import UniqueViolation, flush_unique
+from guara.store import UniqueViolation, flush
 from guara.store.models import ApiToken, SetupClaim, User, WebSession
+
+if TYPE_CHECKING:
+    from guara.context import AppContext
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a login takes as long either way.
@@ -35,67 +38,155 @@ class Principal:
     email: str
 
 
+# The actor of what guara does by itself (e.g. ending a deployment a stopped process left behind).
+SYSTEM = Principal(uuid.UUID(int=0), "guara")
+
+
 @dataclass(frozen=True)
 class NewSession:
+    """A dashboard session just started: the cookie to set and the session's CSRF token."""
+
     cookie_value: str
     csrf_token: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The user behind a dashboard session cookie, and that session's CSRF token."""
+
+    principal: Principal
+    csrf_token: str
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def needs_setup(session: Session) -> bool:
-    return not session.scalar(select(exists().where(SetupClaim.id == 1)))
+# --- use cases ------------------------------------------------------------------------------------
 
 
-def create_user(session: Session, *, email: str, password: str, first: bool = False) -> Principal:
-    """Create a user. The first user (``first``, or any user while set-up is pending) claims set-up."""
-    address = validation.email(email)
-    if session.scalar(select(User.id).where(User.email == address)) is not None:
-        raise Conflict(f"a user with email {address} already exists")
-    user = User(email=address, password_hash=_hasher.hash(validation.password(password)))
-    session.add(user)
-    try:
-        flush_unique(session)
-    except UniqueViolation:
-        raise Conflict(f"a user with email {address} already exists") from None
-    if first or needs_setup(session):
-        # A CLI-created user also completes set-up: the web form must not offer it any more.
-        _claim_setup(session, user.id)
-    return Principal(user.id, user.email)
+async def needs_setup(ctx: AppContext) -> bool:
+    """True on an empty install: the set-up page may create the first account."""
+    return await ctx.db.run(_needs_setup)
 
 
-def create_first_user(session: Session, *, email: str, password: str) -> Principal:
-    """Create the first account; only ever once, even when two browsers race (the claim row's key)."""
-    if not needs_setup(session):
+async def create_user(ctx: AppContext, *, email: str, password: str) -> Principal:
+    """Create a user. While set-up is pending, the new user also completes it (CLI-created users too)."""
+    return await ctx.db.run(lambda session: _create_user(session, email=email, password=password))
+
+
+async def set_up(ctx: AppContext, *, email: str, password: str) -> NewSession:
+    """Create the first account and sign it in; only ever once, even when two browsers race."""
+
+    def work(session: Session) -> NewSession:
+        if _needs_setup(session):
+            principal = _create_user(session, email=email, password=password, first=True)
+            return _start_session(session, principal=principal, max_age_s=ctx.settings.session_max_age_s)
         raise Conflict("this installation already has an account; sign in instead", code="setup_done")
-    return create_user(session, email=email, password=password, first=True)
+
+    return await ctx.db.run(work)
 
 
-def _claim_setup(session: Session, user_id: uuid.UUID) -> None:
-    session.add(SetupClaim(id=1, user_id=user_id))
-    try:
-        flush_unique(session)
-    except UniqueViolation:
-        raise Conflict(
-            "this installation already has an account; sign in instead", code="setup_done"
-        ) from None
-
-
-def throttle_sign_in(limiter: PreflightLimiter, *, email: str, client: str) -> None:
-    """Count a sign-in attempt for this account from this client: guessing is bounded, and someone
-    else's failed attempts cannot lock the owner out from another address."""
-    retry_after = limiter.hit(f"{email.strip().lower()}|{client}")
+async def sign_in(ctx: AppContext, *, email: str, password: str, client: str) -> NewSession:
+    """Check a password and start a dashboard session. Attempts are throttled per account and client,
+    so guessing is bounded and someone else's failed attempts cannot lock the owner out elsewhere."""
+    retry_after = await ctx.limiters.sign_in.hit_async(f"{email.strip().lower()}|{client}")
     if retry_after is not None:
         raise RateLimited(
             f"Too many sign-in attempts for this account; try again in {retry_after} seconds.",
             retry_after=retry_after,
         )
 
+    def work(session: Session) -> NewSession:
+        principal = _authenticate(session, email=email, password=password)
+        return _start_session(session, principal=principal, max_age_s=ctx.settings.session_max_age_s)
 
-def authenticate(session: Session, *, email: str, password: str) -> Principal:
+    return await ctx.db.run(work)
+
+
+async def sign_out(ctx: AppContext, *, cookie_value: str) -> None:
+    def work(session: Session) -> None:
+        session.execute(delete(WebSession).where(WebSession.token_hash == _digest(cookie_value)))
+
+    await ctx.db.run(work)
+
+
+async def signed_in(ctx: AppContext, *, cookie_value: str) -> SignedIn:
+    """The user of a dashboard session cookie; NotAuthenticated when unknown or expired."""
+
+    def work(session: Session) -> SignedIn:
+        row = session.execute(
+            select(User.id, User.email, WebSession.csrf_token, WebSession.expires_at)
+            .join(WebSession, WebSession.user_id == User.id)
+            .where(WebSession.token_hash == _digest(cookie_value))
+        ).first()
+        if row is None or row.expires_at <= datetime.now(UTC):
+            raise NotAuthenticated("please sign in")
+        return SignedIn(Principal(row.id, row.email), row.csrf_token)
+
+    return await ctx.db.run(work)
+
+
+async def create_api_token(ctx: AppContext, *, email: str, name: str = "cli") -> str:
+    """A new API token for the user with this email (shown once; only its hash is stored)."""
+
+    def work(session: Session) -> str:
+        address = email.strip().lower()
+        user = session.scalar(select(User).where(User.email == address))
+        if user is None:
+            raise NotAuthenticated(f"no user with email {address}")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        session.add(ApiToken(user_id=user.id, token_hash=_digest(token), name=name[:100]))
+        return token
+
+    return await ctx.db.run(work)
+
+
+async def principal_for_token(ctx: AppContext, token: str) -> Principal:
+    def work(session: Session) -> Principal:
+        row = session.execute(
+            select(User.id, User.email)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == _digest(token))
+        ).first()
+        if row is None:
+            raise NotAuthenticated("invalid API token")
+        return Principal(row.id, row.email)
+
+    return await ctx.db.run(work)
+
+
+# --- steps, in the caller's transaction -------------------------------------------------------------
+
+
+def _needs_setup(session: Session) -> bool:
+    return not session.scalar(select(exists().where(SetupClaim.id == 1)))
+
+
+def _create_user(session: Session, *, email: str, password: str, first: bool = False) -> Principal:
+    address = validation.email(email)
+    if session.scalar(select(User.id).where(User.email == address)) is not None:
+        raise Conflict(f"a user with email {address} already exists")
+    user = User(email=address, password_hash=_hasher.hash(validation.password(password)))
+    session.add(user)
+    try:
+        flush(session)
+    except UniqueViolation:
+        raise Conflict(f"a user with email {address} already exists") from None
+    if first or _needs_setup(session):
+        # The one-row claim's primary key makes "create the first account" happen once.
+        session.add(SetupClaim(id=1, user_id=user.id))
+        try:
+            flush(session)
+        except UniqueViolation:
+            raise Conflict(
+                "this installation already has an account; sign in instead", code="setup_done"
+            ) from None
+    return Principal(user.id, user.email)
+
+
+def _authenticate(session: Session, *, email: str, password: str) -> Principal:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     try:
         # Each verification takes ~64 MiB: a few at a time, however many requests arrive at once.
@@ -108,27 +199,7 @@ def authenticate(session: Session, *, email: str, password: str) -> Principal:
     return Principal(user.id, user.email)
 
 
-def create_api_token(session: Session, *, email: str, name: str = "cli") -> str:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        raise NotAuthenticated(f"no user with email {email.strip().lower()}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, token_hash=_digest(token), name=name[:100]))
-    return token
-
-
-def principal_for_token(session: Session, token: str) -> Principal:
-    row = session.execute(
-        select(User.id, User.email)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == _digest(token))
-    ).first()
-    if row is None:
-        raise NotAuthenticated("invalid API token")
-    return Principal(row.id, row.email)
-
-
-def start_session(session: Session, *, principal: Principal, max_age_s: int) -> NewSession:
+def _start_session(session: Session, *, principal: Principal, max_age_s: int) -> NewSession:
     cookie_value = secrets.token_urlsafe(32)
     csrf_token = secrets.token_urlsafe(32)
     expires_at = datetime.now(UTC) + timedelta(seconds=max_age_s)
@@ -141,19 +212,3 @@ def start_session(session: Session, *, principal: Principal, max_age_s: int) -> 
         )
     )
     return NewSession(cookie_value, csrf_token, expires_at)
-
-
-def principal_for_session(session: Session, cookie_value: str) -> tuple[Principal, str]:
-    """The signed-in user and the session's CSRF token."""
-    row = session.execute(
-        select(User.id, User.email, WebSession.csrf_token, WebSession.expires_at)
-        .join(WebSession, WebSession.user_id == User.id)
-        .where(WebSession.token_hash == _digest(cookie_value))
-    ).first()
-    if row is None or row.expires_at <= datetime.now(UTC):
-        raise NotAuthenticated("please sign in")
-    return Principal(row.id, row.email), row.csrf_token
-
-
-def end_session(session: Session, cookie_value: str) -> None:
-    session.execute(delete(WebSession).where(WebSession.token_hash == _digest(cookie_value)))

@@ -1,67 +1,306 @@
-"""Audit log: written in the caller's transaction, read newest first with keyset pagination."""
+"""Audit log: typed events written in the caller's transaction, read newest first with keyset pagination.
+
+Each kind of entry is one dataclass: it knows its ``action``, the JSON ``details`` it stores (a wire
+format: keys are only ever added, never renamed or reordered in meaning) and the one-line ``summary``
+people read. Reading turns stored details back into the event (``event_from``), so the dashboard and
+the API never parse dict keys themselves. Details never hold a secret or a username.
+"""
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from guara.core.access import project_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
-from guara.core.projects import get_project
 from guara.store.models import AuditLog, Service
 
+if TYPE_CHECKING:
+    from guara.context import AppContext
+
 MAX_PAGE = 200
+DEFAULT_PAGE = 50
 CURSOR = re.compile(r"[0-9]{1,18}")  # an audit id; ASCII digits only ("²".isdigit() is True)
+
+Verification = Literal["passed", "overridden"]
+
+
+class AuditAction(enum.StrEnum):
+    SERVICE_CREATE = "service.create"
+    SERVICE_UPDATE = "service.update"
+    SERVICE_DEPLOY = "service.deploy"
+
+
+@dataclass(frozen=True)
+class ServiceCreated:
+    image: str
+    platform: str
+    # Set when the service was created with credentials: their registry and how they were verified.
+    registry: str | None = None
+    preflight: Verification | None = None
+
+    action = AuditAction.SERVICE_CREATE
+
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {"image": self.image, "platform": self.platform}
+        if self.registry is not None:
+            details |= {"credentials": "added", "registry": self.registry, "preflight": self.preflight}
+        return details
+
+    @property
+    def summary(self) -> str:
+        if self.registry is None:
+            return f"Created the service from {self.image or 'an image'} (anonymous pulls)"
+        return f"Created the service with registry credentials for {self.registry}: {_how(self.preflight)}"
+
+    @property
+    def outcome(self) -> str:
+        return "" if self.registry is None else _outcome(self.preflight)
+
+
+@dataclass(frozen=True)
+class CredentialsSaved:
+    registry: str
+    added: bool
+    changed: tuple[str, ...]
+    preflight: Verification
+
+    action = AuditAction.SERVICE_UPDATE
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "credentials": "added" if self.added else "updated",
+            "registry": self.registry,
+            "changed": list(self.changed),
+            "preflight": self.preflight,
+        }
+
+    @property
+    def summary(self) -> str:
+        if self.added:
+            return f"Added registry credentials for {self.registry}: {_how(self.preflight)}"
+        what = f" ({', '.join(self.changed)} changed)" if self.changed else ""
+        return f"Updated registry credentials for {self.registry}{what}: {_how(self.preflight)}"
+
+    @property
+    def outcome(self) -> str:
+        return _outcome(self.preflight)
+
+
+@dataclass(frozen=True)
+class CredentialsRemoved:
+    registry: str
+
+    action = AuditAction.SERVICE_UPDATE
+    outcome = "removed"
+
+    def details(self) -> dict[str, Any]:
+        return {"credentials": "removed", "registry": self.registry}
+
+    @property
+    def summary(self) -> str:
+        return f"Removed registry credentials for {self.registry}; the service now pulls anonymously"
+
+
+@dataclass(frozen=True)
+class PlatformChanged:
+    platform: str
+    previous: str
+
+    action = AuditAction.SERVICE_UPDATE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"platform": self.platform, "previous_platform": self.previous}
+
+    @property
+    def summary(self) -> str:
+        return f"Set the deploy platform to {self.platform} (was {self.previous})"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The end of a deployment, successful or not."""
+
+    deployment_id: str
+    status: str
+    digest: str | None
+    with_credentials: bool
+    code: str | None
+    image: str
+    platform: str
+
+    action = AuditAction.SERVICE_DEPLOY
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "status": self.status,
+            "digest": self.digest,
+            "with_credentials": self.with_credentials,
+            "code": self.code,
+            "image": self.image,
+            "platform": self.platform,
+        }
+
+    @property
+    def summary(self) -> str:
+        how = "with registry credentials" if self.with_credentials else "anonymously"
+        if self.status == "succeeded":
+            return f"Deployed {self.digest}, pulled {how}"
+        return f"Deploy failed ({self.code}), pulling {how}"
+
+
+AuditEvent = ServiceCreated | CredentialsSaved | CredentialsRemoved | PlatformChanged | Deployed
+
+
+def _how(preflight: Verification | None) -> str:
+    return "Test Connection passed" if preflight == "passed" else "saved without verifying"
+
+
+def _outcome(preflight: Verification | None) -> str:
+    return "passed" if preflight == "passed" else "overridden"
+
+
+def _text(details: dict[str, Any], key: str) -> str:
+    value = details.get(key)
+    return "" if value is None else str(value)
+
+
+def _verification(details: dict[str, Any]) -> Verification:
+    return "passed" if details.get("preflight") == "passed" else "overridden"
+
+
+def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
+    """The typed event behind a stored entry; None for an action this version does not know."""
+    credentials = details.get("credentials")
+    if action == AuditAction.SERVICE_CREATE:
+        registry = _text(details, "registry") if credentials == "added" else None
+        return ServiceCreated(
+            image=_text(details, "image"),
+            platform=_text(details, "platform"),
+            registry=registry,
+            preflight=_verification(details) if registry is not None else None,
+        )
+    if action == AuditAction.SERVICE_UPDATE:
+        if credentials == "removed":
+            return CredentialsRemoved(_text(details, "registry"))
+        if credentials in ("added", "updated"):
+            changed = details.get("changed")
+            return CredentialsSaved(
+                registry=_text(details, "registry"),
+                added=credentials == "added",
+                changed=tuple(str(field) for field in changed) if isinstance(changed, list) else (),
+                preflight=_verification(details),
+            )
+        if "platform" in details:
+            return PlatformChanged(_text(details, "platform"), _text(details, "previous_platform"))
+        return None
+    if action == AuditAction.SERVICE_DEPLOY:
+        digest, code = details.get("digest"), details.get("code")
+        return Deployed(
+            deployment_id=_text(details, "deployment_id"),
+            status=_text(details, "status"),
+            digest=str(digest) if digest is not None else None,
+            with_credentials=bool(details.get("with_credentials")),
+            code=str(code) if code is not None else None,
+            image=_text(details, "image"),
+            platform=_text(details, "platform"),
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry as stored, with its event's summary for people."""
+
+    id: int
+    action: str
+    actor_email: str
+    target_type: str
+    target_id: str
+    target_name: str
+    details: dict[str, Any]
+    created_at: datetime
+    summary: str
+    # passed | overridden | removed for credentials changes, else "".
+    outcome: str
 
 
 @dataclass(frozen=True)
 class AuditPage:
-    entries: list[AuditLog]
+    entries: list[AuditEntry]
     next_cursor: str | None
 
 
-def record(
-    session: Session, *, principal: Principal, service: Service, action: str, details: dict[str, Any]
-) -> None:
-    """Add one entry about ``service`` to the current transaction. ``details`` never hold a secret."""
+def record(session: Session, *, principal: Principal, service: Service, event: AuditEvent) -> None:
+    """Add one entry about ``service`` to the current transaction."""
     session.add(
         AuditLog(
             project_id=service.project_id,
             actor_id=principal.user_id,
             actor_email=principal.email,
-            action=action,
+            action=event.action.value,
             target_type="service",
             target_id=str(service.id),
             target_name=service.name,
-            details=details,
+            details=event.details(),
         )
     )
 
 
-def list_entries(
-    session: Session,
-    *,
+def entry_of(row: AuditLog) -> AuditEntry:
+    """A stored row as an entry, its time in UTC (SQLite hands back naive times, which are UTC)."""
+    details: dict[str, Any] = row.details or {}
+    event = event_from(row.action, details)
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return AuditEntry(
+        id=row.id,
+        action=row.action,
+        actor_email=row.actor_email,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        target_name=row.target_name,
+        details=details,
+        created_at=created,
+        summary=event.summary if event else row.action.replace(".", " ").capitalize(),
+        outcome=event.outcome if event else "",
+    )
+
+
+async def list_entries(
+    ctx: AppContext,
     principal: Principal,
+    *,
     project_id: uuid.UUID,
-    limit: int = 50,
+    limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
     action: str | None = None,
 ) -> AuditPage:
-    get_project(session, principal=principal, project_id=project_id)
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-    query = select(AuditLog).where(AuditLog.project_id == project_id)
-    if action:
-        query = query.where(AuditLog.action == action)
-    if cursor:
-        if not CURSOR.fullmatch(cursor):
+    """A page of the project's entries, newest first; ``next_cursor`` continues after it."""
+
+    def work(session: Session) -> AuditPage:
+        project_of(session, principal=principal, project_id=project_id)  # a stranger learns nothing more
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        if cursor and not CURSOR.fullmatch(cursor):
             raise InvalidInput("invalid cursor", field="cursor")
-        query = query.where(AuditLog.id < int(cursor))
-    rows = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))
-    next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
-    return AuditPage(rows[:limit], next_cursor)
+        query = select(AuditLog).where(AuditLog.project_id == project_id)
+        if action:
+            query = query.where(AuditLog.action == action)
+        if cursor:
+            query = query.where(AuditLog.id < int(cursor))
+        rows = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))
+        next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+        return AuditPage([entry_of(row) for row in rows[:limit]], next_cursor)
+
+    return await ctx.db.run(work)

@@ -1,6 +1,7 @@
-"""Private registry credentials on services: test, save (verified or overridden), read masked, remove.
+"""Private registry credentials of a service: the input rules, save (verified or overridden), masked
+reads, opening them for one operation, and removal.
 
-The plaintext password lives only in this request's call stack as a ``SecretStr``: request body →
+The plaintext password lives only in one request's call stack as a ``SecretStr``: request body →
 preflight Authorization header → ``secrets.seal`` → row. Database work runs in worker threads; the
 preflight runs on the event loop, between two short transactions, never inside one.
 """
@@ -10,24 +11,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from guara.core import audit, projects, services, validation
+from guara.core import audit, validation
+from guara.core.access import mark_changed, service_of
 from guara.core.accounts import Principal
-from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput, PreflightFailed, RateLimited
-from guara.core.platform import Platform
-from guara.deploy import DEFAULT_PLATFORM
-from guara.registry import (
-    InvalidRegistry,
-    PreflightResult,
-    parse_registry,
-    preflight,
-    same_registry,
-)
+from guara.core.errors import CredentialsUnreadable, InvalidInput, PreflightFailed
+from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
+from guara.registry import InvalidRegistry, parse_registry, same_registry
 from guara.secrets import (
     ProjectKeys,
     UnreadableSecret,
@@ -38,12 +33,22 @@ from guara.secrets import (
 )
 from guara.store.models import RegistryCredential, Service, utcnow
 
+if TYPE_CHECKING:
+    from guara.context import AppContext
+
 PASSWORD_FIELD = "registry_password"  # noqa: S105  (a field name bound into the AAD)
+ANONYMOUS_NOTE = (
+    "The service now pulls its image anonymously. If the image is private, its next deploy will fail "
+    "until credentials are added back."
+)
+PAIR_NEEDED = "enter both a username and a password, or leave both empty to pull anonymously"
+
+Verification = audit.Verification
 
 
 @dataclass(frozen=True)
-class CredentialsInput:
-    """What a user typed; ``None`` username or password means "keep the stored one"."""
+class CredentialsChange:
+    """What a user typed; a ``None`` username or password means "keep the stored one"."""
 
     registry: str
     username: str | None = None
@@ -52,30 +57,20 @@ class CredentialsInput:
 
 @dataclass(frozen=True)
 class CredentialsView:
+    """Stored credentials as anyone may see them: masked, never the password."""
+
     registry: str
     username_masked: str
     has_password: bool
     verified_at: datetime | None
-    verification: Literal["passed", "overridden"]
+    verification: Verification
     updated_at: datetime
 
 
 @dataclass(frozen=True)
-class _Resolved:
-    """Validated values for one save: what the preflight and the row will use."""
-
-    registry: str
-    username: str
-    password: SecretStr | None  # None: keep the stored envelope as it is
-    stored_password: SecretStr | None
-    changed: tuple[str, ...]
-
-    @property
-    def effective_password(self) -> SecretStr:
-        password = self.password or self.stored_password
-        if password is None:  # _resolve guarantees one of them
-            raise InvalidInput("a password is required", field="password")
-        return password
+class Withdrawal:
+    removed: bool
+    message: str
 
 
 def mask_username(username: str) -> str:
@@ -84,7 +79,7 @@ def mask_username(username: str) -> str:
     return username[:2] + "•••" + username[-1]
 
 
-def _view(row: RegistryCredential) -> CredentialsView:
+def view_of(row: RegistryCredential) -> CredentialsView:
     return CredentialsView(
         registry=row.registry_host,
         username_masked=mask_username(row.username),
@@ -95,19 +90,13 @@ def _view(row: RegistryCredential) -> CredentialsView:
     )
 
 
-def get_view(session: Session, *, service_id: uuid.UUID) -> CredentialsView | None:
-    """Masked credentials of a service the caller has already been authorised for."""
-    row = session.get(RegistryCredential, service_id)
-    return _view(row) if row else None
-
-
 def views_in_project(session: Session, *, project_id: uuid.UUID) -> dict[uuid.UUID, CredentialsView]:
     """Masked credentials of every service of an authorised project, by service id, in one query."""
     rows = session.scalars(select(RegistryCredential).where(RegistryCredential.project_id == project_id))
-    return {row.service_id: _view(row) for row in rows}
+    return {row.service_id: view_of(row) for row in rows}
 
 
-# --- input rules -------------------------------------------------------------------------------
+# --- input rules (the one place for each) -----------------------------------------------------------
 
 
 def _no_controls(value: str, field: str) -> str:
@@ -116,13 +105,13 @@ def _no_controls(value: str, field: str) -> str:
     return value
 
 
-def _registry_for(platform: Platform, image_registry: str, value: str) -> str:
+def registry_for_image(ctx: AppContext, image_registry: str, value: str) -> str:
     """The Registry URL field, checked against the image's registry; canonical text to store."""
     text = _no_controls(value.strip(), "registry")
     if not text:
         raise InvalidInput("registry is required", field="registry")
     try:
-        location = parse_registry(text, allow_http=platform.settings.allow_http_registries)
+        location = parse_registry(text, allow_http=ctx.registry.allow_http)
     except InvalidRegistry as exc:
         raise InvalidInput(f"invalid registry: {exc}", code="invalid_registry", field="registry") from None
     if not same_registry(location, image_registry):
@@ -134,7 +123,38 @@ def _registry_for(platform: Platform, image_registry: str, value: str) -> str:
     return str(location)
 
 
-def _stored_password_stays_home(stored_registry: str, requested_registry: str) -> None:
+def username(value: str) -> str:
+    name = _no_controls(value, "username")
+    if not name or len(name) > 255:
+        raise InvalidInput("username must be 1 to 255 characters", field="username")
+    if ":" in name:
+        raise InvalidInput(
+            "username must not contain ':' (registries use Basic authentication)", field="username"
+        )
+    return name
+
+
+def password(value: SecretStr) -> SecretStr:
+    register_secret(value)  # scrubbed from any log line of this request, whatever happens next
+    raw = value.get_secret_value()
+    if not raw:
+        raise InvalidInput("password must not be empty", field="password")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON escapes: not text a registry can receive
+        raise InvalidInput("password must be valid Unicode text", field="password") from None
+    if any(ch in raw for ch in "\x00\r\n"):
+        raise InvalidInput("password must not contain NUL or line breaks", field="password")
+    return value
+
+
+def require_pair(username: str | None, password: SecretStr | None) -> None:
+    """A username and a password go together: both, or (where anonymous makes sense) neither."""
+    if (username is None) != (password is None):
+        raise InvalidInput(PAIR_NEEDED, field="username" if username is None else "password")
+
+
+def stored_password_stays_home(stored_registry: str, requested_registry: str) -> None:
     """A stored password is only ever sent to the registry it was saved for, over the same scheme.
 
     Otherwise Test Connection (or a "leave as-is" save) could aim it at any host, or at plain HTTP.
@@ -150,65 +170,13 @@ def _stored_password_stays_home(stored_registry: str, requested_registry: str) -
         )
 
 
-def _username(value: str) -> str:
-    name = _no_controls(value, "username")
-    if not name or len(name) > 255:
-        raise InvalidInput("username must be 1 to 255 characters", field="username")
-    if ":" in name:
-        raise InvalidInput(
-            "username must not contain ':' (registries use Basic authentication)", field="username"
-        )
-    return name
+# --- opening what is stored -------------------------------------------------------------------------
 
 
-def _password(value: SecretStr) -> SecretStr:
-    register_secret(value)  # scrubbed from any log line of this request, whatever happens next
-    raw = value.get_secret_value()
-    if not raw:
-        raise InvalidInput("password must not be empty", field="password")
+def _open_password(ctx: AppContext, row: RegistryCredential) -> SecretStr:
     try:
-        raw.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from JSON escapes: not text a registry can receive
-        raise InvalidInput("password must be valid Unicode text", field="password") from None
-    if any(ch in raw for ch in "\x00\r\n"):
-        raise InvalidInput("password must not contain NUL or line breaks", field="password")
-    return value
-
-
-# --- running the preflight -------------------------------------------------------------------------
-
-
-async def count_preflight(platform: Platform, principal: Principal) -> None:
-    """Count one preflight against the caller's limit (Test Connection and verified saves alike)."""
-    retry_after = await platform.limiter.hit_async(str(principal.user_id))
-    if retry_after is not None:
-        raise RateLimited(
-            f"You have run {platform.limiter.item.amount} connection tests in the last minute. "
-            f"Try again in {retry_after} seconds.",
-            retry_after=retry_after,
-        )
-
-
-async def run_preflight(
-    platform: Platform, *, image: str, registry: str | None, username: str | None, password: SecretStr | None
-) -> PreflightResult:
-    settings = platform.settings
-    return await preflight(
-        image,
-        registry=registry,
-        username=username,
-        password=password,
-        ca_file=settings.extra_ca_file,
-        ssrf_allow=settings.ssrf_allow,
-        timeout=settings.preflight_timeout_s,
-        allow_http=settings.allow_http_registries,
-    )
-
-
-def _open_password(platform: Platform, row: RegistryCredential) -> SecretStr:
-    try:
-        password = open_secret(
-            ProjectKeys(platform.keyring),
+        secret = open_secret(
+            ProjectKeys(ctx.keyring),
             row.password_sealed,
             project_id=str(row.project_id),
             service_id=str(row.service_id),
@@ -218,105 +186,60 @@ def _open_password(platform: Platform, row: RegistryCredential) -> SecretStr:
         raise CredentialsUnreadable(
             f"the stored registry password cannot be read ({exc}); enter the credentials again"
         ) from None
-    register_secret(password)
-    return password
+    register_secret(secret)
+    return secret
 
 
-def open_stored_credentials(
-    platform: Platform, session: Session, *, service_id: uuid.UUID
-) -> tuple[str, str, SecretStr] | None:
-    """(registry, username, password) of an authorised service, for a preflight or a deploy."""
+def open_stored(ctx: AppContext, session: Session, *, service_id: uuid.UUID) -> RegistryLogin | None:
+    """The stored login of an authorised service, opened for one preflight or deploy."""
     row = session.get(RegistryCredential, service_id)
     if row is None:
         return None
-    return row.registry_host, row.username, _open_password(platform, row)
+    return RegistryLogin(row.registry_host, row.username, _open_password(ctx, row))
 
 
-async def run_test_connection(
-    platform: Platform,
-    principal: Principal,
-    *,
-    image: str,
-    registry: str | None,
-    username: str | None,
-    password: SecretStr | None,
-    service_id: uuid.UUID | None = None,
-) -> PreflightResult:
-    """Test Connection: the real preflight, counted against the caller's rate limit."""
-    reference = validation.image_reference(image)
-    if registry is not None:
-        registry = _registry_for(platform, reference.registry, registry)
-    if username is not None:
-        username = _username(username)
-    if password is not None:
-        password = _password(password)
-    if service_id is not None and (username is None or password is None):
-        sid = service_id
-
-        def stored(session: Session) -> tuple[str, str, SecretStr] | None:
-            services.get_service(session, principal=principal, service_id=sid)
-            return open_stored_credentials(platform, session, service_id=sid)
-
-        found = await platform.in_session(stored)
-        if found is not None:
-            stored_registry, stored_username, stored_password = found
-            username = username if username is not None else stored_username
-            if password is None:
-                _stored_password_stays_home(stored_registry, registry or reference.registry)
-                registry, password = stored_registry, stored_password
-    if password is not None and username is None:
-        raise InvalidInput("a username is required with a password", field="username")
-    if username is not None and password is None:
-        raise InvalidInput("a password is required with a username", field="password")
-    await count_preflight(platform, principal)
-    return await run_preflight(
-        platform, image=str(reference), registry=registry, username=username, password=password
-    )
-
-
-ImageAccess = Literal["public", "private", "unknown"]
-PRIVATE_CODES = frozenset({"auth_failed", "manifest_not_found"})
+# --- saving ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class AccessProbe:
-    access: ImageAccess
-    message: str
+class PreparedSave:
+    """Validated values for one save: what the preflight and the row will use."""
+
+    registry: str
+    username: str
+    password: SecretStr | None  # None: keep the stored envelope as it is
+    stored_password: SecretStr | None
+    changed: tuple[str, ...]
+
+    @property
+    def login(self) -> RegistryLogin:
+        secret = self.password or self.stored_password
+        if secret is None:  # a PreparedSave always has one of them
+            raise InvalidInput("a password is required", field="password")
+        return RegistryLogin(self.registry, self.username, secret)
 
 
-async def probe_image_access(platform: Platform, principal: Principal, *, image: str) -> AccessProbe:
-    """Ask the registry anonymously whether an image needs credentials (for the create wizard).
-
-    Not counted in the Test Connection limit, but bounded per user by its own window.
-    """
-    reference = validation.image_reference(image)
-    retry_after = await platform.probe_limiter.hit_async(str(principal.user_id))
-    if retry_after is not None:
-        raise RateLimited(
-            f"Too many image checks; try again in {retry_after} seconds.", retry_after=retry_after
-        )
-    result = await run_preflight(platform, image=str(reference), registry=None, username=None, password=None)
-    if result.ok:
-        return AccessProbe("public", "Anonymous pulls can read this image: it needs no credentials.")
-    code = result.code.value if result.code else ""
-    if code in PRIVATE_CODES:
-        return AccessProbe("private", "This image is private (or missing): add registry credentials.")
-    return AccessProbe("unknown", f"Could not check the registry anonymously: {result.message}")
+def prepare_new(ctx: AppContext, *, image_registry: str, change: CredentialsChange) -> PreparedSave:
+    """New credentials (no stored ones to keep): both fields are required."""
+    if change.username is None or change.password is None:
+        raise InvalidInput(PAIR_NEEDED, field="username" if change.username is None else "password")
+    return PreparedSave(
+        registry=registry_for_image(ctx, image_registry, change.registry),
+        username=username(change.username),
+        password=password(change.password),
+        stored_password=None,
+        changed=("registry", "username", "password"),
+    )
 
 
-async def _verify(
-    platform: Platform, principal: Principal, *, image: str, resolved: _Resolved, skip_verification: bool
-) -> Literal["passed", "overridden"]:
+async def verify(
+    ctx: AppContext, principal: Principal, *, image: str, prepared: PreparedSave, skip_verification: bool
+) -> Verification:
+    """The preflight of a verified save (counted like Test Connection), or the override."""
     if skip_verification:
         return "overridden"
-    await count_preflight(platform, principal)
-    result = await run_preflight(
-        platform,
-        image=image,
-        registry=resolved.registry,
-        username=resolved.username,
-        password=resolved.effective_password,
-    )
+    await count_preflight(ctx, principal)
+    result = await run_preflight(ctx, image=image, login=prepared.login)
     if not result.ok:
         code = result.code.value if result.code else "network_error"
         raise PreflightFailed(
@@ -327,25 +250,26 @@ async def _verify(
     return "passed"
 
 
-def _write_credentials(
-    platform: Platform,
+def write(
+    ctx: AppContext,
     session: Session,
     *,
     service: Service,
-    resolved: _Resolved,
-    verification: Literal["passed", "overridden"],
+    prepared: PreparedSave,
+    verification: Verification,
 ) -> RegistryCredential:
+    """Store the credentials of ``service`` in the caller's transaction (sealing a new password)."""
     row = session.get(RegistryCredential, service.id)
     now = utcnow()
     if row is None:
         row = RegistryCredential(service_id=service.id, project_id=service.project_id)
         session.add(row)
-    row.registry_host = resolved.registry
-    row.username = resolved.username
-    if resolved.password is not None:
+    row.registry_host = prepared.registry
+    row.username = prepared.username
+    if prepared.password is not None:
         row.password_sealed = seal(
-            ProjectKeys(platform.keyring),
-            resolved.password,
+            ProjectKeys(ctx.keyring),
+            prepared.password,
             project_id=str(service.project_id),
             service_id=str(service.id),
             field=PASSWORD_FIELD,
@@ -357,155 +281,78 @@ def _write_credentials(
     return row
 
 
-def _bump_version(session: Session, *, service_id: uuid.UUID, seen_version: int) -> None:
-    """Optimistic lock: the save lands only if nobody saved the service since we read it."""
-    result = session.execute(
-        update(Service)
-        .where(Service.id == service_id, Service.version == seen_version)
-        .values(version=Service.version + 1, updated_at=utcnow())
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(
-            "the service was changed by another save while this one ran; reload and try again",
-            code="conflict",
-        )
-
-
-async def create_service(
-    platform: Platform,
-    principal: Principal,
-    *,
-    project_id: uuid.UUID,
-    name: str,
-    image: str,
-    credentials: CredentialsInput | None,
-    skip_verification: bool = False,
-    platform_name: str = DEFAULT_PLATFORM,
-) -> Service:
-    """Create a service, optionally with credentials verified by a preflight (or overridden)."""
-    reference = validation.image_reference(image)
-    validation.service_name(name)
-    validation.platform(platform_name)
-    if credentials is None:
-        return await platform.in_session(
-            lambda session: services.create_service(
-                session,
-                principal=principal,
-                project_id=project_id,
-                name=name,
-                image=image,
-                platform=platform_name,
-            ),
-        )
-    if credentials.username is None or credentials.password is None:
-        raise InvalidInput("username and password are required", field="registry_credentials")
-    resolved = _Resolved(
-        registry=_registry_for(platform, reference.registry, credentials.registry),
-        username=_username(credentials.username),
-        password=_password(credentials.password),
-        stored_password=None,
-        changed=("registry", "username", "password"),
-    )
-    # Authorise before spending a preflight on someone else's project.
-    await platform.in_session(
-        lambda session: projects.get_project(session, principal=principal, project_id=project_id),
-    )
-    verification = await _verify(
-        platform, principal, image=str(reference), resolved=resolved, skip_verification=skip_verification
-    )
-
-    def write(session: Session) -> Service:
-        service = services.create_service(
-            session,
-            principal=principal,
-            project_id=project_id,
-            name=name,
-            image=image,
-            platform=platform_name,
-            audit_details={"credentials": "added", "registry": resolved.registry, "preflight": verification},
-        )
-        _write_credentials(platform, session, service=service, resolved=resolved, verification=verification)
-        return service
-
-    return await platform.in_session(write)
-
-
 async def save_credentials(
-    platform: Platform,
+    ctx: AppContext,
     principal: Principal,
     *,
     service_id: uuid.UUID,
-    credentials: CredentialsInput,
+    change: CredentialsChange,
     skip_verification: bool = False,
 ) -> CredentialsView:
-    """Set or replace a service's credentials; omitted username/password keep the stored values."""
+    """Set or replace a service's credentials; an omitted username or password keeps the stored one."""
 
-    def load(session: Session) -> tuple[Service, _Resolved, str | None]:
-        service = services.get_service(session, principal=principal, service_id=service_id)
+    def load(session: Session) -> tuple[Service, PreparedSave, str | None]:
+        service = service_of(session, principal=principal, service_id=service_id)
         reference = validation.image_reference(service.image)
-        registry = _registry_for(platform, reference.registry, credentials.registry)
         row = session.get(RegistryCredential, service.id)
-        if row is None and (credentials.username is None or credentials.password is None):
-            raise InvalidInput("username and password are required for new credentials", field="username")
-        username = _username(credentials.username) if credentials.username is not None else row.username  # type: ignore[union-attr]
-        password = _password(credentials.password) if credentials.password is not None else None
+        if row is None:
+            return service, prepare_new(ctx, image_registry=reference.registry, change=change), None
+        registry = registry_for_image(ctx, reference.registry, change.registry)
+        name = username(change.username) if change.username is not None else row.username
+        secret = password(change.password) if change.password is not None else None
         stored = None
-        if password is None and row is not None:
-            _stored_password_stays_home(row.registry_host, registry)
-            stored = _open_password(platform, row)
+        if secret is None:
+            stored_password_stays_home(row.registry_host, registry)
+            stored = _open_password(ctx, row)
         changed = tuple(
             field
             for field, differs in (
-                ("registry", row is None or row.registry_host != registry),
-                ("username", row is None or row.username != username),
-                ("password", password is not None),
+                ("registry", row.registry_host != registry),
+                ("username", row.username != name),
+                ("password", secret is not None),
             )
             if differs
         )
-        resolved = _Resolved(registry, username, password, stored, changed)
-        return service, resolved, (row.registry_host if row else None)
+        return service, PreparedSave(registry, name, secret, stored, changed), row.registry_host
 
-    service, resolved, previous_registry = await platform.in_session(load)
-    verification = await _verify(
-        platform, principal, image=service.image, resolved=resolved, skip_verification=skip_verification
+    service, prepared, previous_registry = await ctx.db.run(load)
+    verification = await verify(
+        ctx, principal, image=service.image, prepared=prepared, skip_verification=skip_verification
     )
 
-    def write(session: Session) -> CredentialsView:
-        _bump_version(session, service_id=service.id, seen_version=service.version)
-        row = _write_credentials(
-            platform, session, service=service, resolved=resolved, verification=verification
+    def save(session: Session) -> CredentialsView:
+        mark_changed(session, service)
+        row = write(ctx, session, service=service, prepared=prepared, verification=verification)
+        event = audit.CredentialsSaved(
+            registry=prepared.registry,
+            added=previous_registry is None,
+            changed=prepared.changed,
+            preflight=verification,
         )
-        audit.record(
-            session,
-            principal=principal,
-            service=service,
-            action="service.update",
-            details={
-                "credentials": "added" if previous_registry is None else "updated",
-                "registry": resolved.registry,
-                "changed": list(resolved.changed),
-                "preflight": verification,
-            },
-        )
-        return _view(row)
+        audit.record(session, principal=principal, service=service, event=event)
+        return view_of(row)
 
-    return await platform.in_session(write)
+    return await ctx.db.run(save)
 
 
-def remove_credentials(session: Session, *, principal: Principal, service_id: uuid.UUID) -> bool:
-    """Delete a service's credentials (it pulls anonymously from now on). False if it had none."""
-    service = services.get_service(session, principal=principal, service_id=service_id)
-    row = session.get(RegistryCredential, service.id)
-    if row is None:
-        return False
-    registry = row.registry_host
-    _bump_version(session, service_id=service.id, seen_version=service.version)
-    session.execute(delete(RegistryCredential).where(RegistryCredential.service_id == service.id))
-    audit.record(
-        session,
-        principal=principal,
-        service=service,
-        action="service.update",
-        details={"credentials": "removed", "registry": registry},
-    )
-    return True
+async def remove_credentials(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> Withdrawal:
+    """Delete a service's credentials: it pulls anonymously from now on. Whatever the runtime holds of
+    them (a pull Secret in the cluster) goes too: removed credentials must not live on until some
+    later deploy."""
+
+    def remove(session: Session) -> Service | None:
+        service = service_of(session, principal=principal, service_id=service_id)
+        row = session.get(RegistryCredential, service.id)
+        if row is None:
+            return None
+        registry = row.registry_host
+        mark_changed(session, service)
+        session.execute(delete(RegistryCredential).where(RegistryCredential.service_id == service.id))
+        audit.record(session, principal=principal, service=service, event=audit.CredentialsRemoved(registry))
+        return service
+
+    service = await ctx.db.run(remove)
+    if service is None:
+        return Withdrawal(False, "The service had no registry credentials.")
+    note = await ctx.deployments.withdraw_pull_secret(service.project_id, service.name)
+    return Withdrawal(True, f"{ANONYMOUS_NOTE} {note}".strip())

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from guara.core.credentials import PASSWORD_FIELD
-from guara.core.platform import Platform
 from guara.secrets import ProjectKeys, append_key_version, reseal
 from guara.store.models import RegistryCredential
+
+if TYPE_CHECKING:
+    from guara.context import AppContext
 
 BATCH_SIZE = 200
 
@@ -31,32 +35,36 @@ class RotationReport:
     resumed: bool
 
 
-def status(platform: Platform) -> dict[int, int]:
-    with platform.db.session() as session:
+async def status(ctx: AppContext) -> dict[int, int]:
+    """How many stored secrets each master-key version seals."""
+
+    def work(session: Session) -> dict[int, int]:
         rows = session.execute(
             select(RegistryCredential.key_version, func.count()).group_by(RegistryCredential.key_version)
         ).all()
-    return {int(version): int(count) for version, count in rows}
+        return {int(version): int(count) for version, count in rows}
+
+    return await ctx.db.run(work)
 
 
-def pending(platform: Platform) -> int:
-    with platform.db.session() as session:
-        return int(
-            session.scalar(
-                select(func.count()).where(RegistryCredential.key_version < platform.keyring.current_version)
-            )
-            or 0
-        )
+async def pending(ctx: AppContext) -> int:
+    """How many stored secrets an older master-key version still seals."""
+    current = ctx.keyring.current_version
+
+    def work(session: Session) -> int:
+        return int(session.scalar(select(func.count()).where(RegistryCredential.key_version < current)) or 0)
+
+    return await ctx.db.run(work)
 
 
-def rotate(
-    platform: Platform, *, batch_size: int = BATCH_SIZE, on_progress: Callable[[int], None] | None = None
+async def rotate(
+    ctx: AppContext, *, batch_size: int = BATCH_SIZE, on_progress: Callable[[int], None] | None = None
 ) -> RotationReport:
-    settings = platform.settings
-    resumed = pending(platform) > 0
+    settings = ctx.settings
+    resumed = await pending(ctx) > 0
     if settings.master_key is not None and not resumed:
         # guara cannot edit the environment: the operator adds the version, then rotate re-seals.
-        version = platform.keyring.current_version
+        version = ctx.keyring.current_version
         raise RotationImpossible(
             f"the master key comes from GUARA_MASTER_KEY and every secret is already sealed with its newest "
             f"version (v{version}). Add a new key to it as 'v1:<old>,...,v{version + 1}:<new key>' "
@@ -65,48 +73,51 @@ def rotate(
         )
     if not resumed:
         append_key_version(settings.effective_master_key_file)
-    resealed = reseal_pending(platform, batch_size=batch_size, on_progress=on_progress)
-    return RotationReport(platform.keyring.current_version, resealed, resumed)
+    resealed = await reseal_pending(ctx, batch_size=batch_size, on_progress=on_progress)
+    return RotationReport(ctx.keyring.current_version, resealed, resumed)
 
 
-def reseal_pending(
-    platform: Platform, *, batch_size: int = BATCH_SIZE, on_progress: Callable[[int], None] | None = None
+async def reseal_pending(
+    ctx: AppContext, *, batch_size: int = BATCH_SIZE, on_progress: Callable[[int], None] | None = None
 ) -> int:
-    target = platform.keyring.current_version
-    keys = ProjectKeys(platform.keyring)
+    """Re-seal, in batches of one transaction each, every secret an older key version seals."""
+    target = ctx.keyring.current_version
+    keys = ProjectKeys(ctx.keyring)
+
+    def batch_work(session: Session) -> int:
+        batch = session.execute(
+            select(
+                RegistryCredential.service_id,
+                RegistryCredential.project_id,
+                RegistryCredential.password_sealed,
+            )
+            .where(RegistryCredential.key_version < target)
+            .order_by(RegistryCredential.service_id)
+            .limit(batch_size)
+        ).all()
+        for service_id, project_id, envelope in batch:
+            sealed = reseal(
+                keys,
+                envelope,
+                project_id=str(project_id),
+                service_id=str(service_id),
+                field=PASSWORD_FIELD,
+                to_version=target,
+            )
+            # Conditional: a save that replaced the secret meanwhile wins.
+            session.execute(
+                update(RegistryCredential)
+                .where(
+                    RegistryCredential.service_id == service_id,
+                    RegistryCredential.password_sealed == envelope,
+                )
+                .values(password_sealed=sealed, key_version=target)
+            )
+        return len(batch)
+
     done = 0
-    while True:
-        with platform.db.session() as session:
-            batch = session.execute(
-                select(
-                    RegistryCredential.service_id,
-                    RegistryCredential.project_id,
-                    RegistryCredential.password_sealed,
-                )
-                .where(RegistryCredential.key_version < target)
-                .order_by(RegistryCredential.service_id)
-                .limit(batch_size)
-            ).all()
-            if not batch:
-                return done
-            for service_id, project_id, envelope in batch:
-                sealed = reseal(
-                    keys,
-                    envelope,
-                    project_id=str(project_id),
-                    service_id=str(service_id),
-                    field=PASSWORD_FIELD,
-                    to_version=target,
-                )
-                # Conditional: a save that replaced the secret meanwhile wins.
-                session.execute(
-                    update(RegistryCredential)
-                    .where(
-                        RegistryCredential.service_id == service_id,
-                        RegistryCredential.password_sealed == envelope,
-                    )
-                    .values(password_sealed=sealed, key_version=target)
-                )
-        done += len(batch)
+    while count := await ctx.db.run(batch_work):
+        done += count
         if on_progress is not None:
             on_progress(done)
+    return done

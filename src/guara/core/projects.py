@@ -3,57 +3,69 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guara.core import validation
+from guara.core.access import project_of
 from guara.core.accounts import Principal
-from guara.core.errors import NotFound
+from guara.store import flush
 from guara.store.models import Membership, Project
 
-
-def create_project(session: Session, *, principal: Principal, name: str) -> Project:
-    project = Project(name=validation.project_name(name))
-    session.add(project)
-    session.flush()
-    session.add(Membership(project_id=project.id, user_id=principal.user_id, role="owner"))
-    session.flush()
-    return project
+if TYPE_CHECKING:
+    from guara.context import AppContext
 
 
-def list_projects(session: Session, *, principal: Principal) -> list[Project]:
-    return [project for project, _role in list_projects_with_roles(session, principal=principal)]
+@dataclass(frozen=True)
+class ProjectView:
+    """A project as its member sees it, with the member's role."""
+
+    id: uuid.UUID
+    name: str
+    role: str
+    created_at: datetime
 
 
-def list_projects_with_roles(session: Session, *, principal: Principal) -> list[tuple[Project, str]]:
-    """The caller's projects and the caller's role in each, in one query."""
-    rows = session.execute(
-        select(Project, Membership.role)
-        .join(Membership, Membership.project_id == Project.id)
-        .where(Membership.user_id == principal.user_id)
-        .order_by(Project.created_at, Project.id)
-    )
-    return [(project, role) for project, role in rows]
+def _view(project: Project, role: str) -> ProjectView:
+    return ProjectView(id=project.id, name=project.name, role=role, created_at=project.created_at)
 
 
-def get_project(session: Session, *, principal: Principal, project_id: uuid.UUID) -> Project:
-    project = session.scalar(
-        select(Project)
-        .join(Membership, Membership.project_id == Project.id)
-        .where(Project.id == project_id, Membership.user_id == principal.user_id)
-    )
-    if project is None:
-        raise NotFound("project not found")
-    return project
+async def create_project(ctx: AppContext, principal: Principal, *, name: str) -> ProjectView:
+    """A new project whose only member, the caller, is its owner."""
+    checked = validation.project_name(name)
+
+    def work(session: Session) -> ProjectView:
+        project = Project(name=checked)
+        session.add(project)
+        flush(session)
+        session.add(Membership(project_id=project.id, user_id=principal.user_id, role="owner"))
+        flush(session)
+        return _view(project, "owner")
+
+    return await ctx.db.run(work)
 
 
-def role_in(session: Session, *, principal: Principal, project_id: uuid.UUID) -> str:
-    role = session.scalar(
-        select(Membership.role).where(
-            Membership.project_id == project_id, Membership.user_id == principal.user_id
+async def list_projects(ctx: AppContext, principal: Principal) -> list[ProjectView]:
+    """The caller's projects, oldest first, with the caller's role in each (one query)."""
+
+    def work(session: Session) -> list[ProjectView]:
+        rows = session.execute(
+            select(Project, Membership.role)
+            .join(Membership, Membership.project_id == Project.id)
+            .where(Membership.user_id == principal.user_id)
+            .order_by(Project.created_at, Project.id)
         )
-    )
-    if role is None:
-        raise NotFound("project not found")
-    return role
+        return [_view(project, role) for project, role in rows]
+
+    return await ctx.db.run(work)
+
+
+async def get_project(ctx: AppContext, principal: Principal, *, project_id: uuid.UUID) -> ProjectView:
+    def work(session: Session) -> ProjectView:
+        return _view(*project_of(session, principal=principal, project_id=project_id))
+
+    return await ctx.db.run(work)

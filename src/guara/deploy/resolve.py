@@ -16,18 +16,17 @@ Failures are mapped to the six preflight codes by the preflight's own mapping
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
-from guara.netguard import Resolver
 from guara.registry import (
     ImageReference,
     ProtocolViolation,
+    RegistryOptions,
     RegistrySession,
     ResponseTooLarge,
     is_digest,
@@ -93,19 +92,16 @@ async def resolve_image(
     image: str,
     *,
     platform: PlatformSpec,
+    options: RegistryOptions,
     registry: str | None = None,
     username: str | None = None,
     password: SecretStr | None = None,
-    ca_file: str | os.PathLike[str] | None = None,
-    ssrf_allow: str | Iterable[str] = (),
-    timeout: float = 8.0,  # noqa: ASYNC109 - one Deadline for the whole resolution, like the preflight
-    allow_http: bool = False,
-    resolver: Resolver | None = None,
 ) -> Resolution:
     """Resolve ``image`` for ``platform``; never raises for a registry failure (returns ResolveFailure).
 
     ``registry`` is the stored credentials' registry (it must be the image's; it may say ``http://``
-    when plain HTTP is allowed). Everything goes through the network guard and one deadline.
+    when plain HTTP is allowed). Everything goes through the network guard and one deadline
+    (``options.timeout``).
     """
     started = time.monotonic()
     try:
@@ -115,11 +111,7 @@ async def resolve_image(
             registry=registry,
             username=username,
             password=password,
-            ca_file=ca_file,
-            ssrf_allow=ssrf_allow,
-            timeout=timeout,
-            allow_http=allow_http,
-            resolver=resolver,
+            options=options,
         )
     except ImageUnusable as exc:
         elapsed_ms = int((time.monotonic() - started) * 1000)

@@ -31,6 +31,7 @@ from .errors import (
     TLSFailed,
     UnsupportedChallenge,
 )
+from .options import DEFAULT_TIMEOUT_S, RegistryOptions
 from .preflight import FailureContext, PreflightCode, PreflightResult, failure_mapping, preflight
 from .reference import (
     DOCKER_HUB,
@@ -46,6 +47,7 @@ from .session import MAX_MANIFEST_BYTES, Manifest, ManifestDescriptor, RegistryS
 from .trust import trust_context
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "DOCKER_HUB",
     "DOCKER_HUB_API_HOST",
     "MANIFEST_MEDIA_TYPES",
@@ -83,6 +85,7 @@ __all__ = [
     "RegistryClientError",
     "RegistryError",
     "RegistryLocation",
+    "RegistryOptions",
     "RegistrySession",
     "ResponseTooLarge",
     "TLSFailed",

@@ -38,7 +38,7 @@ from typing import Generic, TypeVar
 
 from pydantic import SecretStr
 
-from guara.netguard import GuardPolicy, Resolver, parse_allow_list
+from guara.netguard import Resolver
 
 from .auth import Credentials
 from .deadline import Deadline
@@ -64,13 +64,12 @@ from .errors import (
     TrustStoreError,
     UnsupportedChallenge,
 )
+from .options import DEFAULT_TIMEOUT_S, RegistryOptions
 from .reference import ImageReference, RegistryLocation, parse_image_reference, parse_registry, same_registry
 from .session import ManifestDescriptor, RegistrySession
-from .trust import trust_context
 
 logger = logging.getLogger("guara.registry.preflight")
 
-DEFAULT_TIMEOUT_S = 8.0
 T = TypeVar("T")
 
 
@@ -118,25 +117,28 @@ async def preflight(
     timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - the public API (DESIGN §3); one Deadline
     allow_http: bool = False,
     resolver: Resolver | None = None,
+    options: RegistryOptions | None = None,
 ) -> PreflightResult:
     """Run Test Connection for ``image`` with these credentials; never raises for a failed preflight.
 
     ``registry`` (the Registry URL field) may be None (taken from the image), ``host``,
-    ``host:port`` or an ``https://`` URL, and must name the image's registry. ``ssrf_allow`` are the
-    operator's exempted CIDRs (a malformed one raises ValueError: that is configuration, not a
-    preflight outcome). ``timeout`` bounds the whole preflight, every request included.
+    ``host:port`` or an ``https://`` URL, and must name the image's registry. How to connect is
+    ``options`` when given (what the application passes); otherwise it is built from ``ca_file``,
+    ``ssrf_allow`` (the operator's exempted CIDRs: a malformed one raises ValueError, that is
+    configuration, not a preflight outcome), ``timeout`` (bounds the whole preflight, every request
+    included), ``allow_http`` and ``resolver``.
     """
+    if options is None:
+        options = RegistryOptions.build(
+            ca_file=ca_file, ssrf_allow=ssrf_allow, timeout=timeout, allow_http=allow_http, resolver=resolver
+        )
     operation = await run_operation(
         image,
         RegistrySession.head_manifest,
         registry=registry,
         username=username,
         password=password,
-        ca_file=ca_file,
-        ssrf_allow=ssrf_allow,
-        timeout=timeout,
-        allow_http=allow_http,
-        resolver=resolver,
+        options=options,
     )
     context, descriptor, elapsed_ms = operation.context, operation.value, operation.elapsed_ms
     if descriptor is None:
@@ -169,40 +171,36 @@ async def run_operation(
     image: str,
     work: Callable[[RegistrySession], Awaitable[T]],
     *,
+    options: RegistryOptions,
     registry: str | None = None,
     username: str | None = None,
     password: str | SecretStr | None = None,
-    ca_file: str | os.PathLike[str] | None = None,
-    ssrf_allow: str | Iterable[str] = (),
-    timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - the one Deadline of the operation
-    allow_http: bool = False,
-    resolver: Resolver | None = None,
 ) -> Operation[T]:
     """Open a guarded, authenticated ``RegistrySession`` for ``image`` and run ``work`` in it, all under
-    one deadline. Registry failures (of the set-up and of ``work``) are mapped by ``failure_mapping``
-    into the returned context; other exceptions of ``work`` propagate. Preflight and deploy share it.
+    one deadline (``options.timeout``). Registry failures (of the set-up and of ``work``) are mapped by
+    ``failure_mapping`` into the returned context; other exceptions of ``work`` propagate. Preflight
+    and deploy share it.
     """
-    deadline = Deadline(timeout)
-    policy = GuardPolicy(allow=parse_allow_list(ssrf_allow), resolver=resolver)
+    deadline = Deadline(options.timeout)
     secret = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
-    context = FailureContext(timeout=timeout)
+    context = FailureContext(timeout=options.timeout)
     value: T | None = None
     with failure_mapping(context):
         context.image = image_ref = parse_image_reference(image)
-        location = _registry_location(image_ref, registry, allow_http=allow_http)
+        location = _registry_location(image_ref, registry, allow_http=options.allow_http)
         context.location = location
         credentials = Credentials.of(username, secret)
         context.credentials_given = credentials is not None
-        ssl_context = trust_context(ca_file)
+        ssl_context = options.ssl_context()
         with deadline.scope():
             async with RegistrySession(
                 image_ref,
                 registry=location,
                 credentials=credentials,
                 ssl_context=ssl_context,
-                policy=policy,
+                policy=options.guard_policy(),
                 deadline=deadline,
-                allow_http=allow_http,
+                allow_http=options.allow_http,
             ) as session:
                 context.session = session
                 value = await work(session)

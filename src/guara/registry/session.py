@@ -17,6 +17,7 @@ from types import TracebackType
 import anyio
 import httpx
 
+from guara import __version__
 from guara.netguard import (
     DestinationBlocked,
     DisallowedURL,
@@ -65,7 +66,7 @@ logger = logging.getLogger("guara.registry")
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
-USER_AGENT = "guara-registry/0.1"
+USER_AGENT = f"guara-registry/{__version__}"
 _CLOSE_GRACE_S = 0.25
 # A HEAD 404 has no body; a GET for the diagnostics (tag vs repository) gets at most this long.
 _DIAGNOSIS_BUDGET_S = 1.0

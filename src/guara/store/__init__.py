@@ -1,5 +1,5 @@
 """Persistence: SQLAlchemy models, sessions and Alembic migrations."""
 
-from guara.store.db import Database, DatabaseUnavailable
+from guara.store.db import ConcurrentUpdate, Database, DatabaseUnavailable, UniqueViolation, flush
 
-__all__ = ["Database", "DatabaseUnavailable"]
+__all__ = ["ConcurrentUpdate", "Database", "DatabaseUnavailable", "UniqueViolation", "flush"]

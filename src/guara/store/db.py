@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from guara.config import redact_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -27,6 +30,10 @@ class DatabaseUnavailable(Exception):
 
 class UniqueViolation(Exception):
     """An insert or update hit a unique constraint (the caller turns it into a conflict)."""
+
+
+class ConcurrentUpdate(Exception):
+    """A versioned row changed since it was read (optimistic locking: the caller reloads or gives up)."""
 
 
 def _normalise_url(url: str) -> str:
@@ -67,6 +74,17 @@ class Database:
                 session.rollback()
                 raise
 
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a worker thread, in one unit of work: the event loop never waits on SQL.
+
+        The one way use cases reach the database."""
+
+        def unit() -> T:
+            with self.session() as session:
+                return work(session)
+
+        return await anyio.to_thread.run_sync(unit)
+
     def check(self) -> None:
         with translate_errors(self.display_url), self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -85,12 +103,11 @@ class Database:
         self.engine.dispose()
 
 
-def flush_unique(session: Session) -> None:
-    """Flush now, so a unique-constraint violation surfaces here as UniqueViolation."""
-    try:
+def flush(session: Session) -> None:
+    """Flush now, so a unique-constraint violation or a stale versioned row surfaces here (as
+    UniqueViolation or ConcurrentUpdate) rather than at commit."""
+    with translate_errors("the database"):
         session.flush()
-    except IntegrityError as exc:
-        raise UniqueViolation(str(exc.orig).splitlines()[0] if exc.orig else "constraint") from None
 
 
 def alembic_config(url: str) -> Config:
@@ -106,6 +123,8 @@ def translate_errors(display_url: str) -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise UniqueViolation(str(exc.orig).splitlines()[0] if exc.orig else "constraint") from None
+    except StaleDataError as exc:
+        raise ConcurrentUpdate(str(exc).splitlines()[0][:200]) from None
     except OperationalError as exc:
         raise DatabaseUnavailable(f"database {display_url} is not usable: {_first_line(exc)}") from None
     except SQLAlchemyError as exc:

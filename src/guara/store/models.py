@@ -114,10 +114,13 @@ class Service(Base):
     build_method: Mapped[str] = mapped_column(String(32), default="docker_image")
     image: Mapped[str] = mapped_column(String(512))
     platform: Mapped[str] = mapped_column(String(64), default="linux/amd64")
-    # Optimistic lock: a save that read version N only lands while the row is still at N.
-    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Optimistic lock (SQLAlchemy's version counter): an update of a row read at version N only lands
+    # while the row is still at N. Changes to a service's credentials update the service row too.
+    version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class RegistryCredential(Base):

@@ -8,36 +8,33 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from guara.api.deps import PlatformDep
 from guara.core import audit, projects
+from guara.http.deps import ContextDep
 from guara.web.auth import WebUser
 from guara.web.presenters import audit_row
 from guara.web.views import render
 
 router = APIRouter(include_in_schema=False)
-PAGE_SIZE = 50
 
 
 @router.get("/projects/{project_id}/audit-logs")
-def audit_page(
+async def audit_page(
     request: Request,
-    platform: PlatformDep,
+    ctx: ContextDep,
     user: WebUser,
     project_id: uuid.UUID,
     cursor: Annotated[str | None, Query(max_length=19)] = None,
-    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = PAGE_SIZE,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = audit.DEFAULT_PAGE,
 ) -> Response:
-    with platform.db.session() as session:
-        project = projects.get_project(session, principal=user, project_id=project_id)
-        page = audit.list_entries(session, principal=user, project_id=project_id, limit=limit, cursor=cursor)
-        rows = [audit_row(entry) for entry in page.entries]
+    project = await projects.get_project(ctx, user, project_id=project_id)
+    page = await audit.list_entries(ctx, user, project_id=project_id, limit=limit, cursor=cursor)
     base = f"/projects/{project_id}/audit-logs"
-    suffix = f"&limit={limit}" if limit != PAGE_SIZE else ""
+    suffix = f"&limit={limit}" if limit != audit.DEFAULT_PAGE else ""
     return render(
         request,
         "audit.html",
         project=project,
-        rows=rows,
+        rows=[audit_row(entry) for entry in page.entries],
         first_page=cursor is None,
         first_url=base + (f"?limit={limit}" if suffix else ""),
         next_url=f"{base}?cursor={page.next_cursor}{suffix}" if page.next_cursor else None,

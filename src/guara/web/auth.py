@@ -1,51 +1,39 @@
-"""Dashboard sign-in state: the session cookie, CSRF checks, the signed-in user."""
+"""Dashboard sign-in state: the signed-in user of a page, CSRF on forms, and the cookies."""
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Annotated
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import Response
 
-from guara.api.deps import SESSION_COOKIE, PlatformDep
-from guara.core import accounts
 from guara.core.accounts import NewSession, Principal
-from guara.core.errors import NotAuthenticated
+from guara.http.auth import SESSION_COOKIE, require_token, session_of
+from guara.http.deps import ContextDep
 
 FORM_CSRF_COOKIE = "guara_form_csrf"
+EXPIRED_FORM = "the form expired; reload the page and try again"
 
 
 class LoginRequired(Exception):
     """Raised by page dependencies; answered with a redirect to the sign-in page."""
 
 
-def web_user(request: Request, platform: PlatformDep) -> Principal:
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+async def web_user(request: Request, ctx: ContextDep) -> Principal:
+    signed_in = await session_of(request, ctx)
+    if signed_in is None:
         raise LoginRequired
-    try:
-        with platform.db.session() as session:
-            principal, csrf = accounts.principal_for_session(session, cookie)
-    except NotAuthenticated:
-        raise LoginRequired from None
-    request.state.user = principal
-    request.state.csrf_token = csrf
-    return principal
+    request.state.user = signed_in.principal
+    request.state.csrf_token = signed_in.csrf_token
+    return signed_in.principal
 
 
 WebUser = Annotated[Principal, Depends(web_user)]
 
 
-def _require_token(sent: str, expected: str) -> None:
-    """The token a form sent must equal the expected one (constant-time); an empty expectation fails."""
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise NotAuthenticated("the form expired; reload the page and try again", code="csrf_failed")
-
-
 def check_csrf(request: Request, sent: str) -> None:
-    _require_token(sent, getattr(request.state, "csrf_token", "") or "")
+    require_token(sent, getattr(request.state, "csrf_token", "") or "", message=EXPIRED_FORM)
 
 
 def csrf_checked_user(
@@ -65,11 +53,11 @@ def form_csrf_token(request: Request) -> str:
 
 
 def check_form_csrf(request: Request, sent: str) -> None:
-    _require_token(sent, request.cookies.get(FORM_CSRF_COOKIE, ""))
+    require_token(sent, request.cookies.get(FORM_CSRF_COOKIE, ""), message=EXPIRED_FORM)
 
 
 def _secure(request: Request) -> bool:
-    configured: bool | None = request.app.state.platform.settings.cookie_secure
+    configured: bool | None = request.app.state.context.settings.cookie_secure
     return request.url.scheme == "https" if configured is None else configured
 
 
@@ -87,3 +75,7 @@ def set_session_cookie(request: Request, response: Response, new: NewSession, ma
         secure=_secure(request),
         path="/",
     )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")

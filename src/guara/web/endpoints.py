@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import uuid
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from guara.api.deps import PlatformDep, authenticate_request
-from guara.api.errors import status_for
-from guara.core import credentials, services, validation
-from guara.core.accounts import Principal
+from guara.core import connection_tests, validation
 from guara.core.errors import GuaraError, InvalidInput, NotAuthenticated, RateLimited
-from guara.core.platform import Platform
 from guara.core.validation import MAX_REGISTRY_SECRET
+from guara.http.auth import authenticate_request
+from guara.http.deps import ContextDep
+from guara.http.errors import retry_after_headers, status_for
+from guara.web.forms import optional_secret, optional_text
 from guara.web.presenters import connection_result_from, rate_limited_result
 
 router = APIRouter(prefix="/-", include_in_schema=False)
@@ -53,15 +52,11 @@ def _error(exc: GuaraError) -> JSONResponse:
     return JSONResponse(body, status_code=status_for(exc))
 
 
-async def _caller(request: Request, platform: Platform) -> Principal:
-    return await anyio.to_thread.run_sync(authenticate_request, request, platform)
-
-
 @router.post("/image-check")
-async def image_check(request: Request, body: ImageCheck, platform: PlatformDep) -> JSONResponse:
+async def image_check(request: Request, body: ImageCheck, ctx: ContextDep) -> JSONResponse:
     """Validate an image reference as the user types; with ``probe``, ask if it is public."""
     try:
-        user = await _caller(request, platform)
+        user = await authenticate_request(request, ctx)
         if not body.image.strip():
             return JSONResponse({"valid": False, "empty": True, "message": ""})
         try:
@@ -76,55 +71,30 @@ async def image_check(request: Request, body: ImageCheck, platform: PlatformDep)
             + (f"digest {reference.digest}" if reference.digest else f"tag {reference.tag}"),
         }
         if body.probe:
-            try:
-                probe = await credentials.probe_image_access(platform, user, image=body.image)
-                answer |= {"access": probe.access, "access_message": probe.message}
-            except RateLimited as exc:
-                answer |= {"access": "unknown", "access_message": exc.message}
+            probe = await connection_tests.probe_image_access(ctx, user, image=body.image)
+            answer |= {"access": probe.access, "access_message": probe.message}
         return JSONResponse(answer)
     except GuaraError as exc:
         return _error(exc)
 
 
 @router.post("/test-connection")
-async def test_connection(request: Request, body: TestConnection, platform: PlatformDep) -> JSONResponse:
-    """Test Connection; with ``service_id``, omitted username and password come from the stored ones."""
+async def test_connection(request: Request, body: TestConnection, ctx: ContextDep) -> JSONResponse:
+    """Test Connection; with ``service_id``, omitted username and password come from the stored ones.
+    Blank form fields count as omitted."""
     try:
-        user = await _caller(request, platform)
-        image = body.image
-        username = body.username or None
-        password = body.password if body.password and body.password.get_secret_value() else None
-        if body.service_id is not None:
-            service_id = body.service_id
-            service = await anyio.to_thread.run_sync(_service_image, platform, user, service_id)
-            image = image or service
-        elif (username is None) != (password is None):
-            raise InvalidInput(
-                "enter both a username and a password (or neither, to test anonymous pulls)",
-                field="username" if username is None else "password",
-            )
-        if not image:
-            raise InvalidInput("enter an image reference first", field="image")
-        result = await credentials.run_test_connection(
-            platform,
-            user,
-            image=image,
-            registry=(body.registry or "").strip() or None,
-            username=username,
-            password=password,
+        user = await authenticate_request(request, ctx)
+        request_ = connection_tests.ConnectionTest(
+            image=optional_text(body.image or ""),
+            registry=optional_text(body.registry or ""),
+            username=optional_text(body.username or ""),
+            password=optional_secret(body.password),
             service_id=body.service_id,
         )
+        result = await connection_tests.run_connection_test(ctx, user, request_)
     except RateLimited as exc:
-        view = rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
-        return JSONResponse(
-            view.as_json(), status_code=status_for(exc), headers={"Retry-After": str(exc.retry_after)}
-        )
+        view = rate_limited_result(limit=ctx.limiters.preflight.item.amount, retry_after=exc.retry_after)
+        return JSONResponse(view.as_json(), status_code=status_for(exc), headers=retry_after_headers(exc))
     except GuaraError as exc:
         return _error(exc)
-    view = connection_result_from(result, timeout_s=platform.settings.preflight_timeout_s)
-    return JSONResponse(view.as_json())
-
-
-def _service_image(platform: Platform, user: Principal, service_id: uuid.UUID) -> str:
-    with platform.db.session() as session:
-        return services.get_service(session, principal=user, service_id=service_id).image
+    return JSONResponse(connection_result_from(result, timeout_s=ctx.registry.timeout).as_json())

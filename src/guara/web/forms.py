@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Form
 from pydantic import SecretStr
 
-from guara.core.credentials import CredentialsInput
+from guara.core.credentials import CredentialsChange, require_pair
 from guara.core.errors import Conflict, GuaraError, InvalidInput
 from guara.core.validation import MAX_REGISTRY_SECRET
 
@@ -97,7 +97,7 @@ def is_checked(value: str) -> bool:
 
 def new_credentials(
     *, registry: str, default_registry: str, username: str, password: SecretStr | None
-) -> CredentialsInput | None:
+) -> CredentialsChange | None:
     """Credentials typed in the create wizard; None when neither a username nor a password was given.
 
     The Registry URL falls back to the image's registry (JavaScript prefills it; without JavaScript
@@ -105,11 +105,7 @@ def new_credentials(
     """
     user = optional_text(username)
     secret = optional_secret(password)
-    if user is None and secret is None:
-        return None
+    require_pair(user, secret)
     if user is None or secret is None:
-        raise InvalidInput(
-            "enter both a username and a password, or leave both empty to pull anonymously",
-            field="username" if user is None else "password",
-        )
-    return CredentialsInput(registry.strip() or default_registry, user, secret)
+        return None
+    return CredentialsChange(registry.strip() or default_registry, user, secret)

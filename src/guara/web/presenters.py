@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from guara.core.audit import AuditEntry
 from guara.core.credentials import CredentialsView
+from guara.core.deployments import DeploymentView
 from guara.registry import PreflightResult
-from guara.store.models import AuditLog, Deployment
 
 MASKED_PASSWORD = "••••••••"  # noqa: S105  (what the page shows instead of a stored password)
 
@@ -188,41 +189,7 @@ class AuditRow:
     outcome: str  # passed | overridden | removed | "" (not a credentials change)
 
 
-def audit_row(entry: AuditLog) -> AuditRow:
-    details: dict[str, Any] = entry.details or {}
-    credentials = details.get("credentials")
-    registry = str(details.get("registry", ""))
-    preflight = str(details.get("preflight", ""))
-    if credentials == "removed":
-        summary = f"Removed registry credentials for {registry}; the service now pulls anonymously"
-        outcome = "removed"
-    elif credentials in ("added", "updated"):
-        verb = (
-            "Created the service with"
-            if entry.action == "service.create"
-            else ("Added" if credentials == "added" else "Updated")
-        )
-        changed = [str(f) for f in details.get("changed", [])]
-        what = f" ({', '.join(changed)} changed)" if credentials == "updated" and changed else ""
-        how = "Test Connection passed" if preflight == "passed" else "saved without verifying"
-        summary = f"{verb} registry credentials for {registry}{what}: {how}"
-        outcome = "passed" if preflight == "passed" else "overridden"
-    elif entry.action == "service.create":
-        summary = f"Created the service from {details.get('image', 'an image')} (anonymous pulls)"
-        outcome = ""
-    elif "platform" in details and entry.action == "service.update":
-        summary = f"Set the deploy platform to {details['platform']} (was {details.get('previous_platform')})"
-        outcome = ""
-    elif entry.action == "service.deploy":
-        how = "with registry credentials" if details.get("with_credentials") else "anonymously"
-        if details.get("status") == "succeeded":
-            summary = f"Deployed {details.get('digest')}, pulled {how}"
-        else:
-            summary = f"Deploy failed ({details.get('code')}), pulling {how}"
-        outcome = ""
-    else:
-        summary = entry.action.replace(".", " ").capitalize()
-        outcome = ""
+def audit_row(entry: AuditEntry) -> AuditRow:
     created = _as_utc(entry.created_at)
     return AuditRow(
         id=entry.id,
@@ -231,8 +198,8 @@ def audit_row(entry: AuditLog) -> AuditRow:
         actor=entry.actor_email,
         service=entry.target_name,
         service_id=entry.target_id if entry.target_type == "service" else "",
-        summary=summary,
-        outcome=outcome,
+        summary=entry.summary,
+        outcome=entry.outcome,
     )
 
 
@@ -252,12 +219,12 @@ class DeploymentDisplay:
     message: str
 
 
-def deployment_display(row: Deployment, *, now: datetime | None = None) -> DeploymentDisplay:
+def deployment_display(row: DeploymentView, *, now: datetime | None = None) -> DeploymentDisplay:
     created = _as_utc(row.created_at)
     return DeploymentDisplay(
         id=str(row.id),
         status=row.status,
-        active=row.status in ("pending", "resolving"),
+        active=row.active,
         when=ago(created, now=now),
         when_iso=created.isoformat(),
         digest=row.digest,

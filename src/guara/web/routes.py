@@ -1,4 +1,5 @@
-"""Dashboard pages. Each handler calls a use case and renders finished view data."""
+"""Dashboard pages: sign-in and set-up, projects. Each handler calls a use case and renders finished
+view data."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from guara.api.deps import SESSION_COOKIE, PlatformDep
-from guara.api.errors import status_for
-from guara.core import accounts, credentials, projects, services
+from guara.core import accounts, projects, services
 from guara.core.errors import GuaraError, InvalidInput
+from guara.http.auth import SESSION_COOKIE
+from guara.http.deps import ContextDep
+from guara.http.errors import status_for
 from guara.web import audit_pages, endpoints, service_pages
 from guara.web.auth import (
     FormUser,
     LoginRequired,
     WebUser,
     check_form_csrf,
+    clear_session_cookie,
     form_csrf_token,
     set_form_csrf_cookie,
     set_session_cookie,
@@ -37,26 +40,22 @@ def _sign_in_page(request: Request, *, setup: bool, status_code: int = 200, **co
 
 
 @router.get("/")
-def home(request: Request, platform: PlatformDep) -> Response:
-    with platform.db.session() as session:
-        if accounts.needs_setup(session):
-            return see_other("/setup")
-    return see_other("/projects")
+async def home(ctx: ContextDep) -> Response:
+    return see_other("/setup" if await accounts.needs_setup(ctx) else "/projects")
 
 
 @router.get("/setup")
-def setup_page(request: Request, platform: PlatformDep) -> Response:
-    with platform.db.session() as session:
-        if not accounts.needs_setup(session):
-            return see_other("/login")
+async def setup_page(request: Request, ctx: ContextDep) -> Response:
+    if not await accounts.needs_setup(ctx):
+        return see_other("/login")
     return _sign_in_page(request, setup=True)
 
 
 @router.post("/setup")
-def setup_submit(
-    request: Request, platform: PlatformDep, email: FormText, password: FormText, csrf_token: FormText = ""
+async def setup_submit(
+    request: Request, ctx: ContextDep, email: FormText, password: FormText, csrf_token: FormText = ""
 ) -> Response:
-    return _sign_in(request, platform, email=email, password=password, csrf_token=csrf_token, setup=True)
+    return await _sign_in(request, ctx, email=email, password=password, csrf_token=csrf_token, setup=True)
 
 
 @router.get("/login")
@@ -65,26 +64,22 @@ def login_page(request: Request) -> Response:
 
 
 @router.post("/login")
-def login_submit(
-    request: Request, platform: PlatformDep, email: FormText, password: FormText, csrf_token: FormText = ""
+async def login_submit(
+    request: Request, ctx: ContextDep, email: FormText, password: FormText, csrf_token: FormText = ""
 ) -> Response:
-    return _sign_in(request, platform, email=email, password=password, csrf_token=csrf_token, setup=False)
+    return await _sign_in(request, ctx, email=email, password=password, csrf_token=csrf_token, setup=False)
 
 
-def _sign_in(
-    request: Request, platform: PlatformDep, *, email: str, password: str, csrf_token: str, setup: bool
+async def _sign_in(
+    request: Request, ctx: ContextDep, *, email: str, password: str, csrf_token: str, setup: bool
 ) -> Response:
-    max_age = platform.settings.session_max_age_s
     try:
         check_form_csrf(request, csrf_token)
-        with platform.db.session() as session:
-            if setup:
-                principal = accounts.create_first_user(session, email=email, password=password)
-            else:
-                client = request.client.host if request.client else "unknown"
-                accounts.throttle_sign_in(platform.sign_in_limiter, email=email, client=client)
-                principal = accounts.authenticate(session, email=email, password=password)
-            new = accounts.start_session(session, principal=principal, max_age_s=max_age)
+        if setup:
+            new = await accounts.set_up(ctx, email=email, password=password)
+        else:
+            client = request.client.host if request.client else "unknown"
+            new = await accounts.sign_in(ctx, email=email, password=password, client=client)
     except GuaraError as exc:
         if exc.code == "setup_done":
             return see_other("/login")
@@ -92,34 +87,29 @@ def _sign_in(
             request, setup=setup, status_code=status_for(exc), error=exc.message, email=email
         )
     response = see_other("/projects")
-    set_session_cookie(request, response, new, max_age)
+    set_session_cookie(request, response, new, ctx.settings.session_max_age_s)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, platform: PlatformDep, user: FormUser) -> Response:
-    with platform.db.session() as session:
-        accounts.end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+async def logout(request: Request, ctx: ContextDep, user: FormUser) -> Response:
+    await accounts.sign_out(ctx, cookie_value=request.cookies.get(SESSION_COOKIE, ""))
     response = see_other("/login")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    clear_session_cookie(response)
     return response
 
 
 @router.get("/projects")
-def projects_page(request: Request, platform: PlatformDep, user: WebUser) -> Response:
-    with platform.db.session() as session:
-        items = projects.list_projects(session, principal=user)
-    return render(request, "projects.html", projects=items)
+async def projects_page(request: Request, ctx: ContextDep, user: WebUser) -> Response:
+    return render(request, "projects.html", projects=await projects.list_projects(ctx, user))
 
 
 @router.post("/projects")
-def create_project(request: Request, platform: PlatformDep, user: FormUser, name: FormText) -> Response:
+async def create_project(request: Request, ctx: ContextDep, user: FormUser, name: FormText) -> Response:
     try:
-        with platform.db.session() as session:
-            project = projects.create_project(session, principal=user, name=name)
+        project = await projects.create_project(ctx, user, name=name)
     except InvalidInput as exc:
-        with platform.db.session() as session:
-            items = projects.list_projects(session, principal=user)
+        items = await projects.list_projects(ctx, user)
         return render(
             request, "projects.html", status_code=status_for(exc), projects=items, error=exc.message
         )
@@ -127,12 +117,10 @@ def create_project(request: Request, platform: PlatformDep, user: FormUser, name
 
 
 @router.get("/projects/{project_id}")
-def project_page(request: Request, platform: PlatformDep, user: WebUser, project_id: uuid.UUID) -> Response:
-    with platform.db.session() as session:
-        project = projects.get_project(session, principal=user, project_id=project_id)
-        items = services.list_services(session, principal=user, project_id=project_id)
-        with_credentials = set(credentials.views_in_project(session, project_id=project_id))
-    return render(request, "project.html", project=project, services=items, with_credentials=with_credentials)
+async def project_page(request: Request, ctx: ContextDep, user: WebUser, project_id: uuid.UUID) -> Response:
+    project = await projects.get_project(ctx, user, project_id=project_id)
+    items = await services.list_services(ctx, user, project_id=project_id)
+    return render(request, "project.html", project=project, services=items)
 
 
 def install(app: FastAPI) -> None:

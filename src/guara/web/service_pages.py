@@ -12,14 +12,12 @@ from typing import Annotated, Any, TypedDict
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from pydantic import SecretStr
-from sqlalchemy.orm import Session
 
-from guara.api.deps import PlatformDep
-from guara.api.errors import status_for
-from guara.core import credentials, deployments, projects, services, validation
+from guara.context import AppContext
+from guara.core import connection_tests, credentials, deployments, projects, services, validation
 from guara.core.accounts import Principal
-from guara.core.credentials import AccessProbe, CredentialsInput
+from guara.core.connection_tests import AccessProbe, ConnectionTest
+from guara.core.credentials import CredentialsChange
 from guara.core.errors import (
     GuaraError,
     InvalidInput,
@@ -27,8 +25,10 @@ from guara.core.errors import (
     PreflightFailed,
     RateLimited,
 )
-from guara.core.platform import Platform
-from guara.store.models import Project, Service
+from guara.core.projects import ProjectView
+from guara.core.services import ServiceView
+from guara.http.deps import ContextDep
+from guara.http.errors import status_for
 from guara.web.auth import FormUser, WebUser
 from guara.web.forms import (
     NO_SECRET,
@@ -63,27 +63,19 @@ SAVED_NOTES = {
     "platform": "Platform saved: the next deploy picks this platform's image.",
     "passed": "Credentials saved. Test Connection passed with these values.",
     "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
-    "removed": f"Credentials removed. {deployments.ANONYMOUS_NOTE}",
+    "removed": f"Credentials removed. {credentials.ANONYMOUS_NOTE}",
 }
 
 
-def _timeout_s(platform: Platform) -> float:
-    return platform.settings.preflight_timeout_s
-
-
-def _failed_save_result(platform: Platform, exc: PreflightFailed) -> ConnectionResult:
+def _failed_save_result(ctx: AppContext, exc: PreflightFailed) -> ConnectionResult:
     return connection_result(
         ok=False,
         code=exc.code,
         message=exc.message,
         elapsed_ms=exc.elapsed_ms,
         digest=None,
-        timeout_s=_timeout_s(platform),
+        timeout_s=ctx.registry.timeout,
     )
-
-
-def _rate_limited(platform: Platform, exc: RateLimited) -> ConnectionResult:
-    return rate_limited_result(limit=platform.limiter.item.amount, retry_after=exc.retry_after)
 
 
 class _Feedback(TypedDict, total=False):
@@ -94,13 +86,17 @@ class _Feedback(TypedDict, total=False):
     errors: PageErrors
 
 
-def _failure(platform: Platform, exc: GuaraError) -> _Feedback:
+def _failure(ctx: AppContext, exc: GuaraError) -> _Feedback:
     """A test or save that failed, as its form shows it: a result box (a failed preflight, the soft
     rate-limit notice) or field errors, with the status the API would give the error."""
     if isinstance(exc, PreflightFailed):
-        return {"status_code": status_for(exc), "result": _failed_save_result(platform, exc)}
+        return {"status_code": status_for(exc), "result": _failed_save_result(ctx, exc)}
     if isinstance(exc, RateLimited):
-        return {"status_code": status_for(exc), "result": _rate_limited(platform, exc)}
+        limit = ctx.limiters.preflight.item.amount
+        return {
+            "status_code": status_for(exc),
+            "result": rate_limited_result(limit=limit, retry_after=exc.retry_after),
+        }
     return {"status_code": status_for(exc), "errors": PageErrors.from_error(exc)}
 
 
@@ -110,7 +106,7 @@ def _failure(platform: Platform, exc: GuaraError) -> _Feedback:
 def _wizard(
     request: Request,
     *,
-    project: Project,
+    project: ProjectView,
     values: WizardValues,
     status_code: int = 200,
     access: AccessProbe | None = None,
@@ -141,19 +137,15 @@ def _wizard(
 
 
 @router.get("/projects/{project_id}/services/new")
-async def wizard_page(
-    request: Request, platform: PlatformDep, user: WebUser, project_id: uuid.UUID
-) -> Response:
-    project = await platform.in_session(
-        lambda s: projects.get_project(s, principal=user, project_id=project_id)
-    )
+async def wizard_page(request: Request, ctx: ContextDep, user: WebUser, project_id: uuid.UUID) -> Response:
+    project = await projects.get_project(ctx, user, project_id=project_id)
     return _wizard(request, project=project, values=WizardValues())
 
 
 @router.post("/projects/{project_id}/services/new")
 async def wizard_submit(
     request: Request,
-    platform: PlatformDep,
+    ctx: ContextDep,
     user: FormUser,
     project_id: uuid.UUID,
     name: FormText = "",
@@ -165,9 +157,7 @@ async def wizard_submit(
     skip_verification: FormText = "",
     action: FormText = "save",
 ) -> Response:
-    project = await platform.in_session(
-        lambda s: projects.get_project(s, principal=user, project_id=project_id)
-    )
+    project = await projects.get_project(ctx, user, project_id=project_id)
     values = WizardValues(
         name=name.strip(),
         image=image.strip(),
@@ -187,25 +177,27 @@ async def wizard_submit(
         if not values.credentials.registry:
             values.credentials.registry = reference.registry
         if action == "check":
-            return _wizard(request, access=await _probe(platform, user, values.image), **page)
+            probe = await connection_tests.probe_image_access(ctx, user, image=values.image)
+            return _wizard(request, access=probe, **page)
         if action == "test":
             tested = await _test_connection(
-                platform,
+                ctx,
                 user,
-                image=values.image,
-                registry=values.credentials.registry,
-                username=optional_text(username),
-                password=optional_secret(password),
-                service_id=None,
+                ConnectionTest(
+                    image=values.image,
+                    registry=values.credentials.registry,
+                    username=optional_text(username),
+                    password=optional_secret(password),
+                ),
             )
             return _wizard(request, **tested, **page)
-        service = await credentials.create_service(
-            platform,
+        service = await services.create_service(
+            ctx,
             user,
             project_id=project.id,
             name=values.name,
             image=values.image,
-            credentials=new_credentials(
+            registry_credentials=new_credentials(
                 registry=values.credentials.registry,
                 default_registry=reference.registry,
                 username=username,
@@ -216,49 +208,25 @@ async def wizard_submit(
     except NotFound:
         raise
     except GuaraError as exc:
-        return _wizard(request, **_failure(platform, exc), **page)
+        return _wizard(request, **_failure(ctx, exc), **page)
     return see_other(f"/services/{service.id}?created=1")
 
 
-async def _probe(platform: Platform, user: Principal, image: str) -> AccessProbe:
-    try:
-        return await credentials.probe_image_access(platform, user, image=image)
-    except RateLimited as exc:
-        return AccessProbe("unknown", exc.message)
-
-
-async def _test_connection(
-    platform: Platform,
-    user: Principal,
-    *,
-    image: str,
-    registry: str | None,
-    username: str | None,
-    password: SecretStr | None,
-    service_id: uuid.UUID | None,
-) -> _Feedback:
+async def _test_connection(ctx: AppContext, user: Principal, request: ConnectionTest) -> _Feedback:
     """Test Connection from a plain form post: the result box, with 422 when the test failed. A rate
     limit raises, and the form shows the soft notice (``_failure``)."""
-    result = await credentials.run_test_connection(
-        platform,
-        user,
-        image=image,
-        registry=registry,
-        username=username,
-        password=password,
-        service_id=service_id,
-    )
-    view = connection_result_from(result, timeout_s=_timeout_s(platform))
+    result = await connection_tests.run_connection_test(ctx, user, request)
+    view = connection_result_from(result, timeout_s=ctx.registry.timeout)
     return {"status_code": 200 if view.ok else 422, "result": view}
 
 
 # --- Overview and Settings -------------------------------------------------------------------------------
 
 
-def _service_context(session: Session, user: Principal, service_id: uuid.UUID) -> dict[str, Any]:
-    service = services.get_service(session, principal=user, service_id=service_id)
-    project = projects.get_project(session, principal=user, project_id=service.project_id)
-    stored = credentials.get_view(session, service_id=service.id)
+async def _service_context(ctx: AppContext, user: Principal, service_id: uuid.UUID) -> dict[str, Any]:
+    service = await services.get_service(ctx, user, service_id=service_id)
+    project = await projects.get_project(ctx, user, project_id=service.project_id)
+    stored = service.registry_credentials
     return {
         "service": service,
         "project": project,
@@ -267,26 +235,27 @@ def _service_context(session: Session, user: Principal, service_id: uuid.UUID) -
     }
 
 
-def _overview_context(session: Session, user: Principal, service_id: uuid.UUID) -> dict[str, Any]:
-    context = _service_context(session, user, service_id)
-    history = deployments.list_deployments(session, principal=user, service_id=service_id, limit=10)
-    context["deployments"] = [deployment_display(row) for row in history]
-    context["deploying"] = any(row.status in deployments.ACTIVE for row in history)
-    return context
-
-
 @router.get("/services/{service_id}")
 async def service_page(
-    request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID, created: str = ""
+    request: Request, ctx: ContextDep, user: WebUser, service_id: uuid.UUID, created: str = ""
 ) -> Response:
-    context = await platform.in_session(lambda s: _overview_context(s, user, service_id))
-    return render(request, "service_overview.html", tab="overview", created=bool(created), **context)
+    context = await _service_context(ctx, user, service_id)
+    history = await deployments.list_deployments(ctx, user, service_id=service_id, limit=10)
+    return render(
+        request,
+        "service_overview.html",
+        tab="overview",
+        created=bool(created),
+        deployments=[deployment_display(row) for row in history],
+        deploying=any(row.active for row in history),
+        **context,
+    )
 
 
 @router.post("/services/{service_id}/deployments")
-async def deploy_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
+async def deploy_form(ctx: ContextDep, user: FormUser, service_id: uuid.UUID) -> Response:
     """The Deploy button: start a deployment in the background and show its progress on the Overview."""
-    await deployments.start_deployment(platform, user, service_id=service_id)
+    await deployments.start_deployment(ctx, user, service_id=service_id)
     return see_other(f"/services/{service_id}#deployments")
 
 
@@ -303,7 +272,7 @@ def _settings(
     **extra: Any,
 ) -> Response:
     shown = context["credentials"]
-    service: Service = context["service"]
+    service: ServiceView = context["service"]
     if values is None:
         values = CredentialsFormValues(registry=shown.registry if shown else context["image_registry"])
     return render(
@@ -325,30 +294,28 @@ def _settings(
 @router.get("/services/{service_id}/settings")
 async def service_settings(
     request: Request,
-    platform: PlatformDep,
+    ctx: ContextDep,
     user: WebUser,
     service_id: uuid.UUID,
     edit: str = "",
     saved: str = "",
 ) -> Response:
-    context = await platform.in_session(lambda s: _service_context(s, user, service_id))
+    context = await _service_context(ctx, user, service_id)
     return _settings(request, context, edit=bool(edit), note=SAVED_NOTES.get(saved, ""))
 
 
 @router.post("/services/{service_id}/settings/platform")
-def save_platform_form(
+async def save_platform_form(
     request: Request,
-    platform: PlatformDep,
+    ctx: ContextDep,
     user: FormUser,
     service_id: uuid.UUID,
     platform_name: PlatformField,
 ) -> Response:
     try:
-        with platform.db.session() as session:
-            services.set_platform(session, principal=user, service_id=service_id, platform=platform_name)
+        await services.set_platform(ctx, user, service_id=service_id, platform=platform_name)
     except InvalidInput as exc:
-        with platform.db.session() as session:
-            context = _service_context(session, user, service_id)
+        context = await _service_context(ctx, user, service_id)
         return _settings(
             request, context, status_code=422, platform_error=exc.message, platform_value=platform_name
         )
@@ -358,7 +325,7 @@ def save_platform_form(
 @router.post("/services/{service_id}/settings/registry-credentials")
 async def save_credentials_form(
     request: Request,
-    platform: PlatformDep,
+    ctx: ContextDep,
     user: FormUser,
     service_id: uuid.UUID,
     registry: FormText = "",
@@ -367,8 +334,8 @@ async def save_credentials_form(
     skip_verification: FormText = "",
     action: FormText = "save",
 ) -> Response:
-    context = await platform.in_session(lambda s: _service_context(s, user, service_id))
-    service: Service = context["service"]
+    context = await _service_context(ctx, user, service_id)
+    service: ServiceView = context["service"]
     values = CredentialsFormValues.posted(
         registry=registry,
         username=username,
@@ -380,40 +347,42 @@ async def save_credentials_form(
     try:
         if action == "test":
             tested = await _test_connection(
-                platform,
+                ctx,
                 user,
-                image=service.image,
-                registry=values.registry,
-                username=optional_text(username),
-                password=optional_secret(password),
-                service_id=service.id,
+                ConnectionTest(
+                    image=service.image,
+                    registry=values.registry,
+                    username=optional_text(username),
+                    password=optional_secret(password),
+                    service_id=service.id,
+                ),
             )
             return _settings(request, context, **tested, **page)
         view = await credentials.save_credentials(
-            platform,
+            ctx,
             user,
             service_id=service.id,
-            credentials=CredentialsInput(values.registry, optional_text(username), optional_secret(password)),
+            change=CredentialsChange(values.registry, optional_text(username), optional_secret(password)),
             skip_verification=values.skip_verification,
         )
     except NotFound:
         raise
     except GuaraError as exc:
-        return _settings(request, context, **_failure(platform, exc), **page)
+        return _settings(request, context, **_failure(ctx, exc), **page)
     return see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
 
 
 @router.get("/services/{service_id}/settings/registry-credentials/remove")
 async def remove_confirm_page(
-    request: Request, platform: PlatformDep, user: WebUser, service_id: uuid.UUID
+    request: Request, ctx: ContextDep, user: WebUser, service_id: uuid.UUID
 ) -> Response:
-    context = await platform.in_session(lambda s: _service_context(s, user, service_id))
+    context = await _service_context(ctx, user, service_id)
     if context["credentials"] is None:
         return see_other(f"/services/{service_id}/settings#private-registry")
     return render(request, "remove_credentials.html", tab="settings", **context)
 
 
 @router.post("/services/{service_id}/settings/registry-credentials/remove")
-async def remove_credentials_form(platform: PlatformDep, user: FormUser, service_id: uuid.UUID) -> Response:
-    await deployments.withdraw_credentials(platform, user, service_id=service_id)
+async def remove_credentials_form(ctx: ContextDep, user: FormUser, service_id: uuid.UUID) -> Response:
+    await credentials.remove_credentials(ctx, user, service_id=service_id)
     return see_other(f"/services/{service_id}/settings?saved=removed#private-registry")

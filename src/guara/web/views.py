@@ -19,7 +19,7 @@ templates.env.globals["MAX_REGISTRY_SECRET"] = MAX_REGISTRY_SECRET
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("user", getattr(request.state, "user", None))
     context.setdefault("csrf_token", getattr(request.state, "csrf_token", None))
-    context.setdefault("preflight_timeout_s", request.app.state.platform.settings.preflight_timeout_s)
+    context.setdefault("preflight_timeout_s", request.app.state.context.registry.timeout)
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 

@@ -6,56 +6,46 @@ import uuid
 
 from fastapi import APIRouter
 
-from guara.api.deps import CurrentUser, PlatformDep
+from guara.api.deps import CurrentUser
 from guara.api.schemas import (
-    CredentialsPublic,
-    CredentialsRemoved,
-    CredentialsUpdate,
     PreflightPublic,
+    RegistryCredentialsPublic,
+    RegistryCredentialsRemoved,
+    RegistryCredentialsUpdate,
     RegistryTest,
 )
-from guara.core import credentials, deployments
+from guara.core import connection_tests, credentials
+from guara.http.deps import ContextDep
 
 router = APIRouter(tags=["registry credentials"])
 
 
 @router.put("/services/{service_id}/registry-credentials")
 async def put_credentials(
-    service_id: uuid.UUID, body: CredentialsUpdate, user: CurrentUser, platform: PlatformDep
-) -> CredentialsPublic:
+    service_id: uuid.UUID, body: RegistryCredentialsUpdate, user: CurrentUser, ctx: ContextDep
+) -> RegistryCredentialsPublic:
     view = await credentials.save_credentials(
-        platform,
-        user,
-        service_id=service_id,
-        credentials=credentials.CredentialsInput(body.registry, body.username, body.password),
-        skip_verification=body.skip_verification,
+        ctx, user, service_id=service_id, change=body.change(), skip_verification=body.skip_verification
     )
-    return CredentialsPublic.model_validate(view, from_attributes=True)
+    return RegistryCredentialsPublic.model_validate(view)
 
 
 @router.delete("/services/{service_id}/registry-credentials")
 async def delete_credentials(
-    service_id: uuid.UUID, user: CurrentUser, platform: PlatformDep
-) -> CredentialsRemoved:
-    withdrawal = await deployments.withdraw_credentials(platform, user, service_id=service_id)
-    return CredentialsRemoved(removed=withdrawal.removed, message=withdrawal.message)
+    service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep
+) -> RegistryCredentialsRemoved:
+    withdrawal = await credentials.remove_credentials(ctx, user, service_id=service_id)
+    return RegistryCredentialsRemoved.model_validate(withdrawal)
 
 
 @router.post("/registry/test")
-async def test_connection(body: RegistryTest, user: CurrentUser, platform: PlatformDep) -> PreflightPublic:
-    result = await credentials.run_test_connection(
-        platform,
-        user,
+async def test_connection(body: RegistryTest, user: CurrentUser, ctx: ContextDep) -> PreflightPublic:
+    request = connection_tests.ConnectionTest(
         image=body.image,
         registry=body.registry,
         username=body.username,
         password=body.password,
         service_id=body.service_id,
     )
-    return PreflightPublic(
-        ok=result.ok,
-        code=result.code.value if result.code else None,
-        message=result.message,
-        digest=result.digest,
-        elapsed_ms=result.elapsed_ms,
-    )
+    result = await connection_tests.run_connection_test(ctx, user, request)
+    return PreflightPublic.model_validate(result.as_dict())

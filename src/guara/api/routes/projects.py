@@ -6,29 +6,24 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from guara.api.deps import CurrentUser, SessionDep
+from guara.api.deps import CurrentUser
 from guara.api.schemas import ProjectCreate, ProjectPublic
 from guara.core import projects
+from guara.http.deps import ContextDep
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_project(body: ProjectCreate, user: CurrentUser, session: SessionDep) -> ProjectPublic:
-    project = projects.create_project(session, principal=user, name=body.name)
-    return ProjectPublic(id=project.id, name=project.name, role="owner", created_at=project.created_at)
+async def create_project(body: ProjectCreate, user: CurrentUser, ctx: ContextDep) -> ProjectPublic:
+    return ProjectPublic.model_validate(await projects.create_project(ctx, user, name=body.name))
 
 
 @router.get("")
-def list_projects(user: CurrentUser, session: SessionDep) -> list[ProjectPublic]:
-    return [
-        ProjectPublic(id=project.id, name=project.name, role=role, created_at=project.created_at)
-        for project, role in projects.list_projects_with_roles(session, principal=user)
-    ]
+async def list_projects(user: CurrentUser, ctx: ContextDep) -> list[ProjectPublic]:
+    return [ProjectPublic.model_validate(view) for view in await projects.list_projects(ctx, user)]
 
 
 @router.get("/{project_id}")
-def get_project(project_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> ProjectPublic:
-    project = projects.get_project(session, principal=user, project_id=project_id)
-    role = projects.role_in(session, principal=user, project_id=project_id)
-    return ProjectPublic(id=project.id, name=project.name, role=role, created_at=project.created_at)
+async def get_project(project_id: uuid.UUID, user: CurrentUser, ctx: ContextDep) -> ProjectPublic:
+    return ProjectPublic.model_validate(await projects.get_project(ctx, user, project_id=project_id))

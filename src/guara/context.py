@@ -1,0 +1,149 @@
+"""The application context: settings and the long-lived parts every use case needs.
+
+Built once at start (``AppContext.from_settings``) by ``guara serve``, the CLI or a test, handed to every
+use case in ``guara.core``, and closed by whoever built it. The web app's lifespan stops the deployment
+runner (``AppContext.stop_background_work``), so no background task outlives the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from guara.config import Settings
+from guara.core.deploy_runner import DeploymentRunner
+from guara.deploy import KubernetesApplier, ManifestApplier
+from guara.ratelimit import (
+    DEPLOYS_PER_MINUTE,
+    PREFLIGHTS_PER_MINUTE,
+    PROBES_PER_MINUTE,
+    SIGN_INS_PER_MINUTE,
+    PreflightLimiter,
+)
+from guara.registry import RegistryOptions
+from guara.secrets import MasterKeyring, ensure_key_file, load_keyring
+from guara.store import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limiters:
+    """The per-user limits, each its own window (a namespace in the shared store)."""
+
+    # Test Connection and every verified save: the seed's 5 a minute.
+    preflight: PreflightLimiter
+    # The wizard's anonymous "is this image private?" check.
+    probe: PreflightLimiter
+    deploy: PreflightLimiter
+    # Keyed by account and client address, not by user.
+    sign_in: PreflightLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limiters:
+        url = settings.redis_url
+        return cls(
+            preflight=PreflightLimiter(url, per_minute=PREFLIGHTS_PER_MINUTE, namespace="preflight"),
+            probe=PreflightLimiter(url, per_minute=PROBES_PER_MINUTE, namespace="probe"),
+            deploy=PreflightLimiter(url, per_minute=DEPLOYS_PER_MINUTE, namespace="deploy"),
+            sign_in=PreflightLimiter(url, per_minute=SIGN_INS_PER_MINUTE, namespace="sign-in"),
+        )
+
+
+class AppContext:
+    """Settings, the database, the master keys, how to reach registries, the limiters and the
+    deployment runner."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        keyring: MasterKeyring,
+        limiters: Limiters,
+        deployments: DeploymentRunner,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.limiters = limiters
+        self.deployments = deployments
+        self.registry = RegistryOptions.build(
+            ca_file=settings.extra_ca_file,
+            ssrf_allow=settings.ssrf_allow,
+            timeout=settings.preflight_timeout_s,
+            allow_http=settings.allow_http_registries,
+        )
+        self._keyring = keyring
+        # `guara keys rotate` appends to the key file from another process: notice it and reload.
+        self._key_file: Path | None = (
+            None if settings.master_key is not None else settings.effective_master_key_file
+        )
+        self._key_stamp = _stamp(self._key_file)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, announce: bool = False) -> AppContext:
+        keyring = load_master_keyring(settings, announce=announce)
+        if settings.ssrf_allow and announce:
+            log.warning(
+                "GUARA_SSRF_ALLOW=%s: the network guard lets preflights and deploys reach these ranges",
+                settings.ssrf_allow,
+            )
+        return cls(
+            settings=settings,
+            db=Database(settings.effective_database_url),
+            keyring=keyring,
+            limiters=Limiters.from_settings(settings),
+            deployments=DeploymentRunner(applier=applier_for(settings)),
+        )
+
+    @property
+    def keyring(self) -> MasterKeyring:
+        stamp = _stamp(self._key_file)
+        if stamp != self._key_stamp and self._key_file is not None:
+            self._keyring = load_keyring(key_b64=None, key_file=self._key_file)
+            self._key_stamp = stamp
+            log.info("master key file changed; current key version is now %d", self._keyring.current_version)
+        return self._keyring
+
+    async def stop_background_work(self) -> None:
+        """Let running deployments finish (up to the runner's grace period), cancel the rest."""
+        await self.deployments.aclose()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def applier_for(settings: Settings) -> ManifestApplier | None:
+    """Where deploys apply their workloads: a Kubernetes cluster, or nowhere (render only)."""
+    if settings.runtime == "kubernetes":
+        return KubernetesApplier.from_environment(kubeconfig=settings.kubeconfig)
+    return None
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+def load_master_keyring(settings: Settings, *, announce: bool = False) -> MasterKeyring:
+    if settings.master_key is not None or settings.master_key_file is not None:
+        return load_keyring(key_b64=settings.master_key, key_file=settings.master_key_file)
+    path = settings.effective_master_key_file
+    keyring, created = ensure_key_file(path)
+    if announce:
+        state = "generated" if created else "using"
+        log.warning(
+            "DEVELOPMENT DEFAULT: %s master key file %s (mode 0600) and database %s. "
+            "For production set GUARA_MASTER_KEY_FILE (or GUARA_MASTER_KEY) and GUARA_DATABASE_URL.",
+            state,
+            path,
+            settings.effective_database_url,
+        )
+    return keyring

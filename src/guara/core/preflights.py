@@ -1,0 +1,55 @@
+"""Running a preflight for a user: the rate limit it counts against, and the call itself.
+
+Test Connection, verified saves and deploys of unverified credentials all go through here, so they
+share one limit (5 a minute per user) and one set of registry options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from guara.core.accounts import Principal
+from guara.core.errors import RateLimited
+from guara.registry import PreflightResult, preflight
+
+if TYPE_CHECKING:
+    from guara.context import AppContext
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """A registry and the credentials guara sends it. The password only ever lives in memory."""
+
+    registry: str
+    username: str
+    password: SecretStr
+
+
+async def count_preflight(ctx: AppContext, principal: Principal) -> None:
+    """Count one preflight against the caller's limit; RateLimited (with Retry-After) past it."""
+    limiter = ctx.limiters.preflight
+    retry_after = await limiter.hit_async(str(principal.user_id))
+    if retry_after is not None:
+        raise RateLimited(
+            f"You have run {limiter.item.amount} connection tests in the last minute. "
+            f"Try again in {retry_after} seconds.",
+            retry_after=retry_after,
+        )
+
+
+async def run_preflight(
+    ctx: AppContext, *, image: str, login: RegistryLogin | None, registry: str | None = None
+) -> PreflightResult:
+    """The preflight for ``image`` with ``login`` (anonymous when None) on the application's options.
+
+    ``registry`` is the Registry URL typed for an anonymous test; a login carries its own."""
+    return await preflight(
+        image,
+        registry=login.registry if login is not None else registry,
+        username=login.username if login is not None else None,
+        password=login.password if login is not None else None,
+        options=ctx.registry,
+    )
