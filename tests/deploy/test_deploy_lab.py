@@ -268,8 +268,10 @@ def test_a_registry_that_hangs_mid_deploy_times_out_on_the_deadline(
     assert failed["status"] == "failed"
     assert failed["code"] == "timeout", failed["message"]
     assert "2 s" in failed["message"]
-    # The deadline starts when resolution starts, just after the row was created.
-    assert 2.0 <= _elapsed(failed) <= 2.5
+    # The deadline starts when resolution starts, just after the row was created: never before 2 s.
+    # The registry never answers, so only the deadline ends it; the upper bound leaves room for a
+    # loaded machine (no race on scheduling) while still far from "waited for the registry".
+    assert 2.0 <= _elapsed(failed) < 8.0
 
 
 def test_shutdown_interrupts_a_running_deployment(

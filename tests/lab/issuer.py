@@ -18,8 +18,9 @@ import hmac
 import json
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
@@ -318,40 +319,28 @@ class _IssuerHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         params = {k: tuple(v) for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         username: str | None = None
-        status = 500
         requested: tuple[Access, ...] = ()
         granted: tuple[Access, ...] = ()
+        reply: Callable[[], None]
         try:
             if url.path != TOKEN_PATH:
-                status = 404
-                self._send_json(404, _error("NOT_FOUND", "no such endpoint"))
-                return
-            username = self._basic_username()
-            account = self._authenticate()
-            requested = self._requested(params.get("scope", ()))
-            self._check_service_and_account(params, account)
-            granted = self.issuer.grant(account, requested)
-            status = 200
-            self._send_json(200, self.issuer.token_response(account, granted))
+                status, reply = 404, partial(self._send_json, 404, _error("NOT_FOUND", "no such endpoint"))
+            else:
+                username = self._basic_username()
+                account = self._authenticate()
+                requested = self._requested(params.get("scope", ()))
+                self._check_service_and_account(params, account)
+                granted = self.issuer.grant(account, requested)
+                body = self.issuer.token_response(account, granted)
+                status, reply = 200, partial(self._send_json, 200, body)
         except _Unauthorized:
-            status = 401
-            self._send_json(401, _error("UNAUTHORIZED", "authentication required"), challenge=True)
+            answer = _error("UNAUTHORIZED", "authentication required")
+            status, reply = 401, partial(self._send_json, 401, answer, challenge=True)
         except _BadRequest as exc:
-            status = 400
-            self._send_json(400, _error("INVALID_REQUEST", str(exc)))
-        finally:
-            self.issuer._record(
-                IssuerRequest(
-                    method="GET",
-                    path=url.path,
-                    params=params,
-                    has_authorization=self.headers.get("Authorization") is not None,
-                    username=username,
-                    status=status,
-                    requested=requested,
-                    granted=granted,
-                )
-            )
+            status, reply = 400, partial(self._send_json, 400, _error("INVALID_REQUEST", str(exc)))
+        # Recorded before answering: a client that got its answer finds the request in the log.
+        self._record("GET", url.path, params, username, status, requested, granted)
+        reply()
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
@@ -359,50 +348,58 @@ class _IssuerHandler(BaseHTTPRequestHandler):
         # The form holds the password: keep only the harmless fields.
         params = {k: v for k, v in form.items() if k in {"grant_type", "service", "scope", "client_id"}}
         username = form.get("username", (None,))[0]
-        status = 500
         requested: tuple[Access, ...] = ()
         granted: tuple[Access, ...] = ()
+        reply: Callable[[], None]
         try:
             if url.path != TOKEN_PATH or not self.issuer.oauth_post:
-                status = 404
-                self._send_text(404, "404 page not found\n")
-                return
-            grant_type = form.get("grant_type", ("",))[0]
-            if grant_type != "password":
-                raise _BadRequest("unsupported_grant_type")
-            if not form.get("client_id", ("",))[0]:
-                raise _BadRequest("client_id is required")
-            password = form.get("password", ("",))[0]
-            if username is None or not self.issuer.check_password(username, password):
-                raise _Unauthorized
-            scopes = tuple(s for value in form.get("scope", ()) for s in value.split(" ") if s)
-            requested = self._requested(scopes)
-            self._check_service_and_account(params, username)
-            granted = self.issuer.grant(username, requested)
-            body = self.issuer.token_response(username, granted)
-            del body["token"]  # OAuth2 answers carry access_token only
-            body["scope"] = " ".join(f"{a.type}:{a.name}:{','.join(a.actions)}" for a in granted)
-            status = 200
-            self._send_json(200, body)
+                status, reply = 404, partial(self._send_text, 404, "404 page not found\n")
+            else:
+                grant_type = form.get("grant_type", ("",))[0]
+                if grant_type != "password":
+                    raise _BadRequest("unsupported_grant_type")
+                if not form.get("client_id", ("",))[0]:
+                    raise _BadRequest("client_id is required")
+                password = form.get("password", ("",))[0]
+                if username is None or not self.issuer.check_password(username, password):
+                    raise _Unauthorized
+                scopes = tuple(s for value in form.get("scope", ()) for s in value.split(" ") if s)
+                requested = self._requested(scopes)
+                self._check_service_and_account(params, username)
+                granted = self.issuer.grant(username, requested)
+                body = self.issuer.token_response(username, granted)
+                del body["token"]  # OAuth2 answers carry access_token only
+                body["scope"] = " ".join(f"{a.type}:{a.name}:{','.join(a.actions)}" for a in granted)
+                status, reply = 200, partial(self._send_json, 200, body)
         except _Unauthorized:
-            status = 401
-            self._send_json(401, {"error": "invalid_grant"})
+            status, reply = 401, partial(self._send_json, 401, {"error": "invalid_grant"})
         except _BadRequest as exc:
-            status = 400
-            self._send_json(400, {"error": str(exc)})
-        finally:
-            self.issuer._record(
-                IssuerRequest(
-                    method="POST",
-                    path=url.path,
-                    params=params,
-                    has_authorization=self.headers.get("Authorization") is not None,
-                    username=username,
-                    status=status,
-                    requested=requested,
-                    granted=granted,
-                )
+            status, reply = 400, partial(self._send_json, 400, {"error": str(exc)})
+        self._record("POST", url.path, params, username, status, requested, granted)
+        reply()
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, tuple[str, ...]],
+        username: str | None,
+        status: int,
+        requested: tuple[Access, ...],
+        granted: tuple[Access, ...],
+    ) -> None:
+        self.issuer._record(
+            IssuerRequest(
+                method=method,
+                path=path,
+                params=params,
+                has_authorization=self.headers.get("Authorization") is not None,
+                username=username,
+                status=status,
+                requested=requested,
+                granted=granted,
             )
+        )
 
     # -- pieces --
 
