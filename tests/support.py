@@ -44,9 +44,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class Served:
+    """A running `guara serve` process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no cleanup, like a crash."""
+        self.process.kill()
+        self.process.wait(timeout=15)
+
+
 @contextlib.contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`guara serve` as a real process on a free loopback port, until the block ends; yields its URL."""
+def serving(env: dict[str, str], log: Path) -> Iterator[Served]:
+    """`guara serve` as a real process on a free loopback port, until the block ends (when it is still
+    running, it is asked to stop)."""
     port = free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -65,10 +79,18 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        yield url
+        yield Served(url, process)
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`guara serve` as a real process on a free loopback port, until the block ends; yields its URL."""
+    with serving(env, log) as served:
+        yield served.url
 
 
 @contextlib.contextmanager

@@ -139,8 +139,9 @@ class SecretScope:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
     context: AppContext = app.state.context
+    context.start_background_work()
+    yield
     await context.stop_background_work()
 
 

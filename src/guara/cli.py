@@ -78,14 +78,10 @@ def serve(
     import uvicorn
 
     from guara.app import create_app
-    from guara.core import deploy_runner
 
     level = (log_level or _settings().log_level).lower()
     _setup_logging(level.upper())
     context = _context(announce=True)
-    abandoned = anyio.run(deploy_runner.fail_abandoned, context)
-    if abandoned:
-        log.warning("marked %d deployments left unfinished by a stopped process as interrupted", abandoned)
     log.info("guara serving on http://%s:%d (database %s)", host, port, context.db.display_url)
     # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
     gc.freeze()

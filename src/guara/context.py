@@ -107,6 +107,10 @@ class AppContext:
             log.info("master key file changed; current key version is now %d", self._keyring.current_version)
         return self._keyring
 
+    def start_background_work(self) -> None:
+        """Start what runs beside the requests, on the running event loop: the deployment lease."""
+        self.deployments.start(self)
+
     async def stop_background_work(self) -> None:
         """Let running deployments finish (up to the runner's grace period), cancel the rest."""
         await self.deployments.aclose()

@@ -58,6 +58,10 @@ class FakeKubernetes:
 
     requests: list[ApplyRequest] = field(default_factory=list)
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # When set: the first apply is held until ``hold_first_apply`` is set; ``first_apply_arrived``
+    # tells the test it is being held (a deploy caught in the middle of applying).
+    hold_first_apply: threading.Event | None = None
+    first_apply_arrived: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -90,7 +94,11 @@ class FakeKubernetes:
                     body=json.loads(raw),
                 )
                 with fake._lock:
+                    first = not any(r.method == "PATCH" for r in fake.requests)
                     fake.requests.append(seen)
+                if first and fake.hold_first_apply is not None:
+                    fake.first_apply_arrived.set()
+                    fake.hold_first_apply.wait(30)
                 for suffix, (status, message) in fake.refuse.items():
                     if parts.path.endswith(suffix):
                         self._reply(
@@ -140,6 +148,11 @@ class FakeKubernetes:
 
     def deleted(self) -> list[str]:
         return [request.path for request in self.requests if request.method == "DELETE"]
+
+    def holds(self, path_suffix: str) -> bool:
+        """Whether the object at this path exists now: its last request was an apply, not a delete."""
+        methods = [r.method for r in self.requests if r.path.endswith(path_suffix)]
+        return bool(methods) and methods[-1] == "PATCH"
 
 
 def kubeconfig(server_url: str, token: str = "fake-cluster-token") -> str:

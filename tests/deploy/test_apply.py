@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from guara.deploy import (
 from guara.deploy.platforms import parse_platform
 from guara.registry import parse_image_reference, parse_registry
 from tests.conftest import build_context
-from tests.deploy.conftest import credentials, deploy
+from tests.deploy.conftest import credentials, deploy, wait_for
 from tests.deploy.fakes import FakeKubernetes, kubeconfig
 from tests.lab import ALICE_PASSWORD, Lab, LabServer, start_https_server
 from tests.support import ApiUser, make_client
@@ -233,3 +234,39 @@ def test_an_explicit_kubeconfig_wins_over_the_pods_service_account(
     monkeypatch.setattr(kubernetes.config, "load_incluster_config", in_a_pod)
     assert load_configuration(kubeconfig=config).host == "https://operator-chosen.invalid:6443"
     assert load_configuration().host == "https://in-cluster.invalid:443"
+
+
+@pytest.mark.lab
+def test_credentials_removed_while_a_deploy_applies_stay_removed(
+    kubernetes_platform: AppContext, fake_cluster: tuple[FakeKubernetes, LabServer], lab: Lab
+) -> None:
+    """The deploy read the credentials, then they were removed (and the pull Secret deleted) while it
+    was applying: the deploy must not leave the pull Secret behind, and says what happened."""
+    fake, _server = fake_cluster
+    fake.hold_first_apply = threading.Event()
+    try:
+        with make_client(kubernetes_platform) as http:
+            client = ApiUser.sign_up(http, kubernetes_platform, "owner@example.com")
+            project_id = client.project()
+            created = client.post(
+                f"/projects/{project_id}/services",
+                json={
+                    "name": "api",
+                    "image": lab.token.ref("acme/api:v1"),
+                    "registry_credentials": credentials(lab),
+                },
+            )
+            service_id = created.json()["id"]
+            started = client.post(f"/services/{service_id}/deployments")
+            assert started.status_code == 202
+            assert fake.first_apply_arrived.wait(30), "the deploy never started applying"
+            removed = client.delete(f"/services/{service_id}/registry-credentials").json()
+            assert removed["removed"] is True
+            fake.hold_first_apply.set()
+            done = wait_for(client, service_id, started.json()["id"])
+    finally:
+        fake.hold_first_apply.set()
+    assert not fake.holds("/secrets/api-registry")
+    assert done["status"] == "failed"
+    assert done["code"] == "credentials_removed", done["message"]
+    assert "removed" in done["message"] and "deploy again" in done["message"]

@@ -8,6 +8,7 @@ preflight runs on the event loop, between two short transactions, never inside o
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -196,6 +197,16 @@ def open_stored(ctx: AppContext, session: Session, *, service_id: uuid.UUID) -> 
     if row is None:
         return None
     return RegistryLogin(row.registry_host, row.username, _open_password(ctx, row))
+
+
+def fingerprint(session: Session, *, service_id: uuid.UUID) -> str | None:
+    """Identifies the stored credentials of a service (None without any): any save or removal changes it.
+    A digest, so it can be compared and kept without holding the secret's envelope."""
+    row = session.get(RegistryCredential, service_id)
+    if row is None:
+        return None
+    material = "\n".join((row.registry_host, row.username, row.password_sealed)).encode()
+    return hashlib.sha256(material).hexdigest()
 
 
 # --- saving ------------------------------------------------------------------------------------------

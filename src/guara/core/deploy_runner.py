@@ -2,6 +2,8 @@
 
 Once a deployment is recorded ``pending`` (``guara.core.deployments.start_deployment``), its task:
 
+0. is owned by this process's runner, which renews its lease (``heartbeat_at``) every few seconds;
+   a deployment whose owner is gone is ended as ``interrupted`` by any guara process (``sweep_abandoned``);
 1. opens the service's stored credentials (if any) only for this deploy, resolves the image through
    the network guard under one deadline (``GUARA_PREFLIGHT_TIMEOUT_S``), renders the Kubernetes
    objects and, with ``GUARA_RUNTIME=kubernetes``, applies them;
@@ -9,7 +11,8 @@ Once a deployment is recorded ``pending`` (``guara.core.deployments.start_deploy
    entry in one transaction.
 
 ``code`` of a failed deployment: one of the six preflight codes when the image could not be resolved;
-else ``apply_failed`` (the cluster refused or was unreachable), ``interrupted`` (guara stopped first)
+else ``apply_failed`` (the cluster refused or was unreachable), ``interrupted`` (guara stopped first),
+``credentials_removed`` (they were removed or replaced while it ran: nothing of them is left applied)
 or ``internal_error``. Deployments of one service run one at a time, in the order they were started.
 No secret is ever written to the row, its message, a log line or the audit entry.
 """
@@ -20,6 +23,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from guara.core import audit, credentials
@@ -49,7 +55,7 @@ from guara.deploy import (
 )
 from guara.registry import InvalidRegistry, PreflightCode, parse_registry
 from guara.secrets import secret_scope
-from guara.store.models import Deployment, Service, User, utcnow
+from guara.store.models import ACTIVE_DEPLOYMENT_STATUSES, Deployment, Service, User, utcnow
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -60,14 +66,21 @@ PENDING = "pending"
 RESOLVING = "resolving"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-ACTIVE = frozenset({PENDING, RESOLVING})
+STARTING = "starting"
+# In progress: what the runner works on. The database allows one such deployment per service.
+ACTIVE = frozenset(ACTIVE_DEPLOYMENT_STATUSES)
 
 APPLY_FAILED = "apply_failed"
 INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
 
+CREDENTIALS_REMOVED = "credentials_removed"
+
 SHUTDOWN_GRACE_S = 5.0
-ABANDONED_AFTER_S = 600.0
+# A runner renews the lease of its deployments this often; another process ends them as interrupted
+# once the lease is this old (or at once when their process is known to be gone).
+HEARTBEAT_S = 2.0
+LEASE_S = 15.0
 MAX_MESSAGE = 2000  # a deployment's message is for people; registries can say a lot
 _FINAL_WRITE_BUDGET_S = 10.0
 
@@ -84,6 +97,9 @@ class _Start:
     service_id: uuid.UUID
     service_name: str
     login: RegistryLogin | None
+    # What was stored when the deploy began (None: no credentials); compared again before and after
+    # applying, so credentials removed meanwhile are not put back.
+    fingerprint: str | None
     unreadable: str | None = None
 
 
@@ -97,6 +113,33 @@ class _Outcome:
 
 
 _INTERRUPTED = _Outcome(FAILED, "guara stopped before this deployment finished; deploy again.", INTERRUPTED)
+_REMOVED_MESSAGE = (
+    "The service's registry credentials were removed or replaced while this deployment ran, so it "
+    "stopped{what}; deploy again to use the current ones."
+)
+
+
+def new_owner() -> str:
+    """Who runs a deployment: this host, this process, and this runner within it."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """True when ``owner`` names a process of this host that no longer exists."""
+    host, _, rest = (owner or "").partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
 
 
 class DeploymentRunner:
@@ -105,19 +148,48 @@ class DeploymentRunner:
     workloads go (a cluster), or None to render only."""
 
     def __init__(
-        self, *, applier: ManifestApplier | None, shutdown_grace_s: float = SHUTDOWN_GRACE_S
+        self,
+        *,
+        applier: ManifestApplier | None,
+        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+        heartbeat_s: float = HEARTBEAT_S,
+        lease_s: float = LEASE_S,
     ) -> None:
         self.applier = applier
         self.shutdown_grace_s = shutdown_grace_s
+        self.heartbeat_s = heartbeat_s
+        self.lease_s = lease_s
+        self.owner = new_owner()
         self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
+        self._lease_keepers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+    def start(self, ctx: AppContext) -> None:
+        """Keep the lease of this runner's deployments alive, and end other processes' abandoned ones,
+        until ``aclose`` (one keeper per event loop; idempotent)."""
+        loop = asyncio.get_running_loop()
+        keeper = self._lease_keepers.get(loop)
+        if keeper is None or keeper.done():
+            self._lease_keepers[loop] = loop.create_task(self._keep_lease(ctx), name="guara-deploy-lease")
+
+    async def _keep_lease(self, ctx: AppContext) -> None:
+        while True:
+            try:
+                await ctx.db.run(lambda session: _renew(session, self.owner))
+                ended = await sweep_abandoned(ctx, lease_s=self.lease_s)
+                if ended:
+                    logger.warning("ended %d deployments whose process stopped as interrupted", ended)
+            except Exception:  # a database outage must not end the keeper; the next round retries
+                logger.warning("could not renew the deployment lease", exc_info=True)
+            await anyio.sleep(self.heartbeat_s)
 
     @property
     def busy(self) -> bool:
         return bool(self._tasks)
 
     def spawn(self, ctx: AppContext, deployment_id: uuid.UUID, principal: Principal) -> None:
+        self.start(ctx)
         task = asyncio.get_running_loop().create_task(
             self._run(ctx, deployment_id, principal), name=f"guara-deploy-{deployment_id}"
         )
@@ -141,6 +213,10 @@ class DeploymentRunner:
                     task.cancel()
                 if pending:
                     await asyncio.gather(*pending, return_exceptions=True)
+            keeper = self._lease_keepers.pop(asyncio.get_running_loop(), None)
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
         finally:
             self.closing = False
 
@@ -239,11 +315,30 @@ class DeploymentRunner:
                 resolution.digest,
                 manifests,
             )
+        removed = _Outcome(
+            FAILED, _REMOVED_MESSAGE.format(what=""), CREDENTIALS_REMOVED, resolution.digest, manifests
+        )
+        if not await _credentials_unchanged(ctx, start):
+            return removed
         try:
             await self.applier.apply(rendered.objects, absent=rendered.absent)
         except ApplyFailed as exc:
             return _Outcome(
                 FAILED, f"{summary}; applying failed: {exc}.", APPLY_FAILED, resolution.digest, manifests
+            )
+        if not await _credentials_unchanged(ctx, start):
+            # Removed while this deploy applied them: take back the pull Secret it just wrote, so the
+            # removal wins whichever finished first (the removal deletes it too).
+            ref = pull_secret_ref(start.project_id, start.service_name)
+            try:
+                await self.applier.apply([], absent=[ref])
+            except ApplyFailed as exc:
+                return _Outcome(
+                    FAILED, f"{removed.message} Deleting its pull Secret failed: {exc}.", APPLY_FAILED
+                )
+            what = " and deleted the pull Secret it had applied"
+            return _Outcome(
+                FAILED, _REMOVED_MESSAGE.format(what=what), CREDENTIALS_REMOVED, resolution.digest, manifests
             )
         return _Outcome(
             SUCCEEDED,
@@ -254,23 +349,23 @@ class DeploymentRunner:
         )
 
 
-async def fail_abandoned(ctx: AppContext, *, older_than_s: float = ABANDONED_AFTER_S) -> int:
-    """End deployments a stopped process left ``pending``/``resolving`` (at start-up; returns how many).
-
-    Only rows untouched for ``older_than_s``: another process sharing the database may still be
-    running younger ones (a deployment lasts at most the preflight deadline plus an apply).
-    """
+async def sweep_abandoned(ctx: AppContext, *, lease_s: float = LEASE_S) -> int:
+    """End the deployments whose process is gone as ``interrupted``: their lease ran out, or their owner
+    was a process of this host that no longer exists. Returns how many."""
 
     def work(session: Session) -> int:
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        rows = session.scalars(
-            select(Deployment).where(Deployment.status.in_(ACTIVE), Deployment.updated_at < cutoff)
-        ).all()
+        cutoff = utcnow() - timedelta(seconds=lease_s)
+        rows = session.scalars(select(Deployment).where(Deployment.status.in_(ACTIVE))).all()
+        ended = 0
         for row in rows:
+            alive_at = row.heartbeat_at or row.updated_at
+            if alive_at >= cutoff and not owner_gone(row.owner):
+                continue
             creator = session.get(User, row.created_by) if row.created_by else None
             principal = Principal(creator.id, creator.email) if creator else SYSTEM
             _finish(session, row.id, principal, _INTERRUPTED)
-        return len(rows)
+            ended += 1
+        return ended
 
     return await ctx.db.run(work)
 
@@ -324,6 +419,21 @@ def _pull_credentials(login: RegistryLogin | None) -> PullCredentials | None:
 # --- database steps (each runs in a worker thread, in its own transaction) ------------------------------
 
 
+def _renew(session: Session, owner: str) -> None:
+    session.execute(
+        update(Deployment)
+        .where(Deployment.owner == owner, Deployment.status.in_(ACTIVE))
+        .values(heartbeat_at=utcnow())
+    )
+
+
+async def _credentials_unchanged(ctx: AppContext, start: _Start) -> bool:
+    if start.fingerprint is None:
+        return True
+    current = await ctx.db.run(lambda session: credentials.fingerprint(session, service_id=start.service_id))
+    return current == start.fingerprint
+
+
 def _service_of(session: Session, deployment_id: uuid.UUID) -> uuid.UUID | None:
     return session.scalar(select(Deployment.service_id).where(Deployment.id == deployment_id))
 
@@ -350,6 +460,7 @@ def _begin(ctx: AppContext, session: Session, deployment_id: uuid.UUID) -> _Star
         service_id=service.id,
         service_name=service.name,
         login=login,
+        fingerprint=credentials.fingerprint(session, service_id=service.id),
         unreadable=unreadable,
     )
 

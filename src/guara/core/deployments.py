@@ -22,7 +22,8 @@ from guara.core.accounts import Principal
 from guara.core.deploy_runner import ACTIVE, PENDING
 from guara.core.errors import Conflict, InvalidInput, NotFound, RateLimited
 from guara.core.preflights import count_preflight
-from guara.store.models import Deployment, RegistryCredential
+from guara.store import UniqueViolation, flush
+from guara.store.models import Deployment, RegistryCredential, utcnow
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -127,15 +128,16 @@ async def start_deployment(ctx: AppContext, principal: Principal, *, service_id:
 
     def create(session: Session) -> DeploymentView:
         service = service_of(session, principal=principal, service_id=service_id)
+        busy = Conflict(
+            "a deployment of this service is already running; wait for it to finish",
+            code="deploy_in_progress",
+        )
         running = session.scalar(
             select(Deployment.id).where(Deployment.service_id == service.id, Deployment.status.in_(ACTIVE))
         )
         if running is not None:
             # One at a time per service: queues stay bounded, and a deploy always starts from fresh values.
-            raise Conflict(
-                "a deployment of this service is already running; wait for it to finish",
-                code="deploy_in_progress",
-            )
+            raise busy
         validation.image_reference(service.image)
         validation.platform(service.platform)
         with_credentials = session.get(RegistryCredential, service.id) is not None
@@ -149,9 +151,14 @@ async def start_deployment(ctx: AppContext, principal: Principal, *, service_id:
             message="Queued: the image will be resolved "
             + ("with the stored registry credentials." if with_credentials else "anonymously."),
             created_by=principal.user_id,
+            owner=runner.owner,
+            heartbeat_at=utcnow(),
         )
         session.add(row)
-        session.flush()
+        try:
+            flush(session)
+        except UniqueViolation:  # another process started one between the check and the insert
+            raise busy from None
         return view_of(row)
 
     view = await ctx.db.run(create)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -159,13 +160,28 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# Deployments still on their way (the runner works on them); at most one per service.
+ACTIVE_DEPLOYMENT_STATUSES = ("pending", "resolving", "starting")
+_ACTIVE_WHERE = text("status IN ('pending', 'resolving', 'starting')")
+
+
 class Deployment(Base):
     __tablename__ = "deployments"
-    __table_args__ = (Index("ix_deployments_service_created", "service_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_deployments_service_created", "service_id", "created_at"),
+        # The database, not a check-then-insert, keeps one deployment in progress per service.
+        Index(
+            "uq_deployments_one_active",
+            "service_id",
+            unique=True,
+            sqlite_where=_ACTIVE_WHERE,
+            postgresql_where=_ACTIVE_WHERE,
+        ),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     service_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # pending | resolving | succeeded | failed
+    status: Mapped[str] = mapped_column(String(16))  # see guara.core.deploy_runner
     image: Mapped[str] = mapped_column(String(512))
     platform: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -178,3 +194,7 @@ class Deployment(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The process working on it (its runner's lease) and when that process last said it is alive: an
+    # active deployment whose owner stopped renewing is ended as interrupted by any other process.
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
