@@ -91,7 +91,7 @@ def test_wizard_verified_save_without_js(owner: WebUser, lab_context: AppContext
     status, _page, location = _wizard(owner, project_id, name="api", image=image, **_creds(lab))
     assert status == 303, _page
     overview = text_of(owner.http.get(location).text)
-    assert f"{lab.token.host} as al•••e" in overview
+    assert f"{lab.token.host} as a•••" in overview
     assert "verified just now" in overview
 
 
@@ -156,7 +156,9 @@ def test_settings_edit_keeps_the_stored_password(owner: WebUser, lab_context: Ap
     assert before is not None and before.verification == "overridden"
     settings = text_of(owner.http.get(f"/services/{service_id}/settings").text)
     assert "Private Registry" in settings and "saved without verifying" in settings
-    assert "b•••" in settings and "••••••••" in settings
+    page = owner.http.get(f"/services/{service_id}/settings").text
+    assert re.search(r"data-current-username[^>]*>•••<", page) and "••••••••" in settings
+    assert "bob" not in settings
     path = f"/services/{service_id}/settings/registry-credentials"
     tested = owner.post_form(path, {"registry": lab.token.host, "username": "alice", "action": "test"})
     assert tested.status_code == 200

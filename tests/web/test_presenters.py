@@ -88,7 +88,7 @@ def test_ago(delta: timedelta, text: str) -> None:
 def _view(verification: str, verified_at: datetime | None) -> CredentialsView:
     return CredentialsView(
         registry="ghcr.io",
-        username_masked="al•••e",
+        username_masked="a•••",
         has_password=True,
         verified_at=verified_at,
         verification=verification,  # type: ignore[arg-type]
