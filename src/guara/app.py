@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guara import __version__, api
 from guara.context import AppContext
 from guara.core.errors import GuaraError
+from guara.http.bodies import RequestBodies
 from guara.http.errors import (
     UNAVAILABLE_MESSAGE,
     error_body,
@@ -29,65 +30,6 @@ from guara.secrets import secret_scope
 from guara.store import DatabaseUnavailable
 from guara.web import routes as web_routes
 from guara.web.views import error_page
-
-# A GCR JSON key is several KB; nothing legitimate comes near this.
-MAX_BODY_BYTES = 256 * 1024
-
-
-class BodySizeLimit:
-    """Refuse request bodies over a limit with 413 before anything parses them.
-
-    The body is read up front (it is small by construction) so that an oversized chunked upload is a
-    413 too: raised from inside the framework's body parsing, it would become a generic 400.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                await self._too_large(send)
-                return
-            if not message.get("more_body", False):
-                break
-        buffered: Message = {"type": "http.request", "body": bytes(body), "more_body": False}
-        await self.app(scope, _replay([buffered], receive), send)
-
-    async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("payload_too_large", f"request body over {self.max_bytes} bytes"),
-            status_code=413,
-        )
-        await response({"type": "http"}, _disconnected, send)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
-
-
-async def _disconnected() -> Message:
-    return {"type": "http.disconnect"}
-
 
 # Sent with every answer: no framing (clickjacking of Remove/Save), no MIME sniffing, no referrer to
 # other sites, nothing cached (pages show masked credentials and CSRF tokens).
@@ -211,7 +153,7 @@ def create_app(context: AppContext) -> FastAPI:
             return JSONResponse(error_body("unavailable", "database not reachable"), status_code=503)
         return {"status": "ready"}
 
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestBodies, context=context)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(SecretScope)
     return app

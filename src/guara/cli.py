@@ -78,6 +78,7 @@ def serve(
     import uvicorn
 
     from guara.app import create_app
+    from guara.serving import server_config
 
     level = (log_level or _settings().log_level).lower()
     _setup_logging(level.upper())
@@ -85,9 +86,7 @@ def serve(
     log.info("guara serving on http://%s:%d (database %s)", host, port, context.db.display_url)
     # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
     gc.freeze()
-    uvicorn.run(
-        create_app(context), host=host, port=port, log_level=level, proxy_headers=False, log_config=None
-    )
+    uvicorn.Server(server_config(create_app(context), host=host, port=port, log_level=level)).run()
 
 
 @db_app.command("upgrade")

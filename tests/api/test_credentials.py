@@ -39,7 +39,7 @@ def test_create_service_with_verified_credentials(lab_client: ApiUser, lab: Lab)
     assert response.status_code == 201, response.text
     creds = response.json()["registry_credentials"]
     assert creds["registry"] == lab.token.host
-    assert creds["username_masked"] == "al•••e"
+    assert creds["username_masked"] == "a•••"
     assert creds["has_password"] is True
     assert creds["verification"] == "passed"
     assert creds["verified_at"]
