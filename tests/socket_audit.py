@@ -20,6 +20,8 @@ sockets) is invisible here; Unix-domain sockets are not recorded.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import socket
 import threading
 from collections.abc import Iterable
@@ -97,4 +99,34 @@ def socket_audit(monkeypatch: pytest.MonkeyPatch) -> SocketAudit:
 
     monkeypatch.setattr(socket.socket, "connect", audited_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", audited_connect_ex)
+    return audit
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> SocketAudit:
+    """Like ``socket_audit``, and every connect to an address off loopback is refused on the spot (as
+    ECONNREFUSED; nothing leaves the machine). For tests that feed generated hosts to real code."""
+    audit = SocketAudit()
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+
+    def off_loopback(self: socket.socket, address: Any) -> bool:
+        if self.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        return not ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
+
+    def refusing_connect(self: socket.socket, address: Any) -> None:
+        audit.record(self, address, "connect")
+        if off_loopback(self, address):
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "refused by the test: off loopback")
+        original_connect(self, address)
+
+    def refusing_connect_ex(self: socket.socket, address: Any) -> int:
+        audit.record(self, address, "connect_ex")
+        if off_loopback(self, address):
+            return errno.ECONNREFUSED
+        return original_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", refusing_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", refusing_connect_ex)
     return audit

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guara import __version__, api
@@ -101,6 +102,18 @@ def _answer(request: Request, response: JSONResponse, message: str) -> Response:
     return page
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (a path is often served by several routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _child = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GuaraError)
     async def _guara(request: Request, exc: GuaraError) -> Response:
@@ -117,11 +130,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            400: "invalid_body",
+            404: "not_found",
+            405: "method_not_allowed",
+            408: "request_timeout",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         response = JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
         return _answer(request, response, str(exc.detail))
 
@@ -132,6 +152,8 @@ def create_app(context: AppContext) -> FastAPI:
         title="guara",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
+        # Short, stable operation ids (the route functions' names) for generated SDKs.
+        generate_unique_id_function=lambda route: route.name,
         docs_url="/api/v1/docs",
         redoc_url=None,
         lifespan=_lifespan,

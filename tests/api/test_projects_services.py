@@ -44,7 +44,7 @@ def test_service_create_is_audited(client: ApiUser) -> None:
     ("payload", "code"),
     [
         ({"name": "", "image": "busybox"}, "invalid_name"),
-        ({"name": "x" * 5000, "image": "busybox"}, "invalid_input"),
+        ({"name": "x" * 5000, "image": "busybox"}, "invalid_name"),
         ({"name": "Web_App", "image": "busybox"}, "invalid_name"),
         ({"name": "api\n", "image": "busybox"}, "invalid_name"),
         ({"name": "web", "image": "docker/Docker"}, "invalid_image"),

@@ -9,16 +9,65 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from guara.core.credentials import CredentialsChange
-from guara.core.validation import MAX_REGISTRY_SECRET
+from guara.core.validation import MAX_PROJECT_NAME, MAX_REGISTRY_SECRET, PROJECT_NAME_PATTERN
 from guara.deploy import DEFAULT_PLATFORM
+from guara.deploy.platforms import PLATFORM_PATTERN
+
+
+def documented(*, pattern: str, min_length: int = 0, max_length: int | None = None) -> dict[str, Any]:
+    """Schema keywords for a rule the use case enforces itself (with its own precise error code): the
+    document states the rule exactly, and one place checks it."""
+    keywords: dict[str, Any] = {"pattern": pattern}
+    if min_length:
+        keywords["minLength"] = min_length
+    if max_length is not None:
+        keywords["maxLength"] = max_length
+    return keywords
 
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+# What validation.service_name accepts (a Kubernetes object name); the schema says it exactly.
+SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+# What credentials.username accepts: no control characters, no ':' (HTTP Basic), 1 to 255.
+USERNAME_PATTERN = r"^[^\x00-\x1f\x7f:]{1,255}$"
+# Printable ASCII without spaces: every image reference is; the grammar itself is checked by the API.
+IMAGE_PATTERN = r"^[\x21-\x7e]+$"
+
+
 class ProjectCreate(Input):
-    name: str = Field(max_length=1000)
+    name: str = Field(
+        json_schema_extra=documented(pattern=PROJECT_NAME_PATTERN, min_length=1, max_length=MAX_PROJECT_NAME)
+    )
+
+
+class ErrorPublic(BaseModel):
+    """Every error answer: a stable machine ``code`` and a message for people."""
+
+    code: str
+    message: str
+    field: str | None = Field(default=None, description="the input field at fault, when one is")
+    retry_after: int | None = Field(default=None, description="with 429: seconds until allowed again")
+    elapsed_ms: int | None = Field(default=None, description="with a failed preflight: how long it took")
+    errors: list[dict[str, Any]] | None = Field(default=None, description="with malformed requests")
+
+
+_ERRORS = {
+    400: "The body could not be read as JSON text (e.g. not UTF-8)",
+    401: "Not authenticated: no valid API token (or session cookie and CSRF token)",
+    404: "Not found, or not yours: other users' objects answer exactly like missing ones",
+    409: "Conflict with the current state (a racing save, a name taken, a deploy in progress)",
+    413: "The request body is over 256 KiB",
+    422: "Invalid input, or (saving with verification) the preflight failed: its code and message",
+    429: "Rate limited: see Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route gives."""
+    return {status: {"model": ErrorPublic, "description": _ERRORS[status]} for status in statuses}
 
 
 class Output(BaseModel):
@@ -35,37 +84,45 @@ class ProjectPublic(Output):
 
 
 class RegistryCredentialsCreate(Input):
+    """New credentials: all three fields."""
+
     registry: str = Field(min_length=1, max_length=255)
-    username: str | None = Field(default=None, max_length=255)
-    password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
+    username: str = Field(json_schema_extra=documented(pattern=USERNAME_PATTERN))
+    password: SecretStr = Field(min_length=1, max_length=MAX_REGISTRY_SECRET)
 
     def change(self) -> CredentialsChange:
         return CredentialsChange(self.registry, self.username, self.password)
 
 
 class ServiceCreate(Input):
-    name: str = Field(max_length=1000)
-    image: str = Field(max_length=1000)
-    platform: str = Field(default=DEFAULT_PLATFORM, max_length=100)
+    name: str = Field(json_schema_extra=documented(pattern=SERVICE_NAME_PATTERN, min_length=1, max_length=63))
+    image: str = Field(json_schema_extra=documented(pattern=IMAGE_PATTERN, min_length=1, max_length=512))
+    platform: str = Field(default=DEFAULT_PLATFORM, json_schema_extra=documented(pattern=PLATFORM_PATTERN))
     registry_credentials: RegistryCredentialsCreate | None = None
     skip_verification: bool = False
 
 
 class ServiceUpdate(Input):
-    platform: str = Field(max_length=100)
+    platform: str = Field(json_schema_extra=documented(pattern=PLATFORM_PATTERN))
 
 
-class RegistryCredentialsUpdate(RegistryCredentialsCreate):
-    """Omitted username or password: keep the stored one."""
+class RegistryCredentialsUpdate(Input):
+    """An omitted username or password keeps the stored one."""
 
+    registry: str = Field(min_length=1, max_length=255)
+    username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
+    password: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_REGISTRY_SECRET)
     skip_verification: bool = False
+
+    def change(self) -> CredentialsChange:
+        return CredentialsChange(self.registry, self.username, self.password)
 
 
 class RegistryTest(Input):
-    image: str = Field(max_length=1000)
+    image: str = Field(json_schema_extra=documented(pattern=IMAGE_PATTERN, min_length=1, max_length=512))
     registry: str | None = Field(default=None, max_length=255)
-    username: str | None = Field(default=None, max_length=255)
-    password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
+    username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
+    password: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_REGISTRY_SECRET)
     service_id: uuid.UUID | None = None
 
 

@@ -69,6 +69,8 @@ async def create_service(
 ) -> ServiceView:
     """Create a service, with credentials verified by a preflight (or overridden) when given; the
     service, its credentials and the ``service.create`` entry land in one transaction."""
+    # A stranger's project is NotFound before anything about the input is said.
+    await ctx.db.run(lambda session: project_of(session, principal=principal, project_id=project_id))
     reference = validation.image_reference(image)
     validation.service_name(name)
     chosen_platform = validation.platform(platform)
@@ -78,8 +80,6 @@ async def create_service(
         prepared = credentials.prepare_new(
             ctx, image_registry=reference.registry, change=registry_credentials
         )
-        # Authorise before spending a preflight on someone else's project.
-        await ctx.db.run(lambda session: project_of(session, principal=principal, project_id=project_id))
         verification = await credentials.verify(
             ctx, principal, image=str(reference), prepared=prepared, skip_verification=skip_verification
         )
@@ -135,10 +135,10 @@ async def set_platform(
     ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, platform: str
 ) -> ServiceView:
     """Choose which platform deploys pick from a multi-platform image; audited as ``service.update``."""
-    chosen = validation.platform(platform)
 
     def work(session: Session) -> ServiceView:
         service = service_of(session, principal=principal, service_id=service_id)
+        chosen = validation.platform(platform)
         if chosen != service.platform:
             event = audit.PlatformChanged(platform=chosen, previous=service.platform)
             service.platform = chosen

@@ -10,6 +10,10 @@ from guara.registry import ImageReference, InvalidReference, parse_image_referen
 
 # A Kubernetes object name (RFC 1123 label): services become Deployments.
 SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# Control characters (C0, DEL, C1) nowhere; one character other than a space somewhere.
+PROJECT_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+PROJECT_NAME = re.compile(PROJECT_NAME_PATTERN)
+MAX_PROJECT_NAME = 100
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")
 MAX_PASSWORD = 1024
 # A registry password or token: generous for a GCR JSON key (several KB), small enough to refuse abuse.
@@ -18,10 +22,14 @@ MAX_IMAGE = 512
 
 
 def project_name(value: str) -> str:
-    name = value.strip()
-    if not name or len(name) > 100 or not name.isprintable():
-        raise InvalidInput("project name must be 1 to 100 printable characters", field="name")
-    return name
+    """1 to 100 characters, no control characters, not only spaces; stored without outer spaces.
+    (The API's schema states the same rule, ``PROJECT_NAME_PATTERN``.)"""
+    if len(value) > MAX_PROJECT_NAME or not PROJECT_NAME.fullmatch(value):
+        raise InvalidInput(
+            "project name must be 1 to 100 characters without control characters, not only spaces",
+            field="name",
+        )
+    return value.strip(" ")
 
 
 def service_name(value: str) -> str:
@@ -36,7 +44,8 @@ def service_name(value: str) -> str:
 
 
 def image_reference(value: str) -> ImageReference:
-    text = value.strip()
+    """An image reference, exactly as given (adapters trim what people typed)."""
+    text = value
     if len(text) > MAX_IMAGE:
         raise InvalidInput(f"image reference is longer than {MAX_IMAGE} characters", code="invalid_image")
     try:

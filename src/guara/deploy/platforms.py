@@ -19,6 +19,8 @@ DEFAULT_PLATFORM = "linux/amd64"
 MAX_LISTED = 10  # platforms named in a message; an index may list thousands
 
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
+# The same rule for whole strings, any case (schemas state it with this).
+PLATFORM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}(/[A-Za-z0-9][A-Za-z0-9._-]{0,31}){1,2}$"
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386", "i686": "386"}
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
 
@@ -41,7 +43,7 @@ class PlatformSpec:
 
 def parse_platform(text: str) -> PlatformSpec:
     """``linux/amd64``, ``linux/arm64``, ``linux/arm/v7``; raise InvalidPlatform otherwise."""
-    parts = text.strip().lower().split("/") if isinstance(text, str) else []
+    parts = text.lower().split("/") if isinstance(text, str) else []
     if len(parts) not in (2, 3) or not all(_PART.match(part) for part in parts):
         raise InvalidPlatform(
             f"the platform must look like os/architecture[/variant], e.g. {DEFAULT_PLATFORM}"

@@ -60,7 +60,7 @@ async def image_check(request: Request, body: ImageCheck, ctx: ContextDep) -> JS
         if not body.image.strip():
             return JSONResponse({"valid": False, "empty": True, "message": ""})
         try:
-            reference = validation.image_reference(body.image)
+            reference = validation.image_reference(body.image.strip())
         except InvalidInput as exc:
             return JSONResponse({"valid": False, "message": exc.message})
         answer: dict[str, object] = {
@@ -71,7 +71,7 @@ async def image_check(request: Request, body: ImageCheck, ctx: ContextDep) -> JS
             + (f"digest {reference.digest}" if reference.digest else f"tag {reference.tag}"),
         }
         if body.probe:
-            probe = await connection_tests.probe_image_access(ctx, user, image=body.image)
+            probe = await connection_tests.probe_image_access(ctx, user, image=body.image.strip())
             answer |= {"access": probe.access, "access_message": probe.message}
         return JSONResponse(answer)
     except GuaraError as exc:
@@ -85,7 +85,7 @@ async def test_connection(request: Request, body: TestConnection, ctx: ContextDe
     try:
         user = await authenticate_request(request, ctx)
         request_ = connection_tests.ConnectionTest(
-            image=optional_text(body.image or ""),
+            image=optional_text((body.image or "").strip()),
             registry=optional_text(body.registry or ""),
             username=optional_text(body.username or ""),
             password=optional_secret(body.password),

@@ -13,15 +13,16 @@ from guara.api.schemas import (
     RegistryCredentialsRemoved,
     RegistryCredentialsUpdate,
     RegistryTest,
+    error_responses,
 )
 from guara.core import connection_tests, credentials
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["registry credentials"])
+router = APIRouter(tags=["registry credentials"], responses=error_responses(401, 404, 422))
 
 
-@router.put("/services/{service_id}/registry-credentials")
-async def put_credentials(
+@router.put("/services/{service_id}/registry-credentials", responses=error_responses(400, 409, 413, 429))
+async def save_registry_credentials(
     service_id: uuid.UUID, body: RegistryCredentialsUpdate, user: CurrentUser, ctx: ContextDep
 ) -> RegistryCredentialsPublic:
     view = await credentials.save_credentials(
@@ -30,15 +31,15 @@ async def put_credentials(
     return RegistryCredentialsPublic.model_validate(view)
 
 
-@router.delete("/services/{service_id}/registry-credentials")
-async def delete_credentials(
+@router.delete("/services/{service_id}/registry-credentials", responses=error_responses(409))
+async def remove_registry_credentials(
     service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep
 ) -> RegistryCredentialsRemoved:
     withdrawal = await credentials.remove_credentials(ctx, user, service_id=service_id)
     return RegistryCredentialsRemoved.model_validate(withdrawal)
 
 
-@router.post("/registry/test")
+@router.post("/registry/test", responses=error_responses(400, 409, 413, 429))
 async def test_connection(body: RegistryTest, user: CurrentUser, ctx: ContextDep) -> PreflightPublic:
     request = connection_tests.ConnectionTest(
         image=body.image,

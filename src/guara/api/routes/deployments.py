@@ -8,14 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from guara.api.deps import CurrentUser
-from guara.api.schemas import DeploymentPublic
+from guara.api.schemas import DeploymentPublic, error_responses
 from guara.core import deployments
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(tags=["deployments"], responses=error_responses(401, 404, 422))
 
 
-@router.post("/services/{service_id}/deployments", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/services/{service_id}/deployments",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(409, 429),
+)
 async def start_deployment(service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep) -> DeploymentPublic:
     view = await deployments.start_deployment(ctx, user, service_id=service_id)
     return DeploymentPublic.model_validate(view)

@@ -7,14 +7,14 @@ import uuid
 from fastapi import APIRouter, status
 
 from guara.api.deps import CurrentUser
-from guara.api.schemas import ProjectCreate, ProjectPublic
+from guara.api.schemas import ProjectCreate, ProjectPublic, error_responses
 from guara.core import projects
 from guara.http.deps import ContextDep
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(401, 422))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 413))
 async def create_project(body: ProjectCreate, user: CurrentUser, ctx: ContextDep) -> ProjectPublic:
     return ProjectPublic.model_validate(await projects.create_project(ctx, user, name=body.name))
 
@@ -24,6 +24,6 @@ async def list_projects(user: CurrentUser, ctx: ContextDep) -> list[ProjectPubli
     return [ProjectPublic.model_validate(view) for view in await projects.list_projects(ctx, user)]
 
 
-@router.get("/{project_id}")
+@router.get("/{project_id}", responses=error_responses(404))
 async def get_project(project_id: uuid.UUID, user: CurrentUser, ctx: ContextDep) -> ProjectPublic:
     return ProjectPublic.model_validate(await projects.get_project(ctx, user, project_id=project_id))

@@ -7,14 +7,18 @@ import uuid
 from fastapi import APIRouter, status
 
 from guara.api.deps import CurrentUser
-from guara.api.schemas import ServiceCreate, ServicePublic, ServiceUpdate
+from guara.api.schemas import ServiceCreate, ServicePublic, ServiceUpdate, error_responses
 from guara.core import services
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["services"])
+router = APIRouter(tags=["services"], responses=error_responses(401, 404, 422))
 
 
-@router.post("/projects/{project_id}/services", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/projects/{project_id}/services",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 409, 413, 429),
+)
 async def create_service(
     project_id: uuid.UUID, body: ServiceCreate, user: CurrentUser, ctx: ContextDep
 ) -> ServicePublic:
@@ -43,7 +47,7 @@ async def get_service(service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep)
     return ServicePublic.model_validate(await services.get_service(ctx, user, service_id=service_id))
 
 
-@router.patch("/services/{service_id}")
+@router.patch("/services/{service_id}", responses=error_responses(400, 409, 413))
 async def update_service(
     service_id: uuid.UUID, body: ServiceUpdate, user: CurrentUser, ctx: ContextDep
 ) -> ServicePublic:
