@@ -147,10 +147,11 @@ def sweep(base: Path = LEASE_BASE, *, locked: bool = False) -> list[Path]:
         if fd is None:
             continue  # alive: its owner holds the lock
         try:
-            problems = _clean(path, _read_record(path), run_before_kill=True).problems
-            for problem in problems:
+            cleanup = _clean(path, _read_record(path), run_before_kill=True)
+            for problem in cleanup.problems:
                 log.warning("stale lease %s: %s", path, problem)
-            removed.append(path)
+            if not path.exists():
+                removed.append(path)
         finally:
             os.close(fd)
     return removed
