@@ -433,37 +433,51 @@ def _launch(command: list[str], *, env: dict[str, str], log_file: Path, cwd: Pat
 
 
 def _wait_ready(handle: EngineHandle, process: subprocess.Popen[bytes]) -> EngineHandle:
-    """Poll `GET /_ping` until it answers 200; then read the version."""
+    """Poll `GET /_ping` until it answers 200; its headers name the version (no `GET /version`:
+    Podman runs conmon and runc to answer it, 0.6 s here)."""
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while _unix_http_status(handle.socket, "/_ping") != 200:
+    while True:
+        status, headers = _ping(handle.socket)
+        if status == 200:
+            break
         if process.poll() is not None:
             raise EngineStartError(f"{handle.name} exited with {process.returncode}:\n{handle.log_tail()}")
         if time.monotonic() > deadline:
             raise EngineStartError(f"{handle.name} did not answer /_ping in {_START_TIMEOUT_S} s")
         time.sleep(0.02)
-    with docker.APIClient(base_url=handle.url, version="auto", timeout=_API_TIMEOUT_S) as api:
-        version = api.version()
-    return dataclasses.replace(
-        handle, version=str(version.get("Version", "")), api_version=str(version.get("ApiVersion", ""))
-    )
+    # "Server: Libpod/4.3.1 (linux)" or "Server: Docker/20.10.24+dfsg1 (linux)"
+    server = headers.get("server", "").partition("/")[2].partition(" ")[0]
+    return dataclasses.replace(handle, version=server, api_version=headers.get("api-version", ""))
 
 
-def _unix_http_status(path: Path, target: str) -> int | None:
+def _ping(path: Path) -> tuple[int | None, dict[str, str]]:
+    """`GET /_ping` over the unix socket: the status and the headers (lower-case names)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(2.0)
             sock.connect(str(path))
-            sock.sendall(f"GET {target} HTTP/1.0\r\nHost: engine\r\n\r\n".encode())
-            head = sock.recv(64)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: engine\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer and len(answer) < 16384:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
     except OSError:
-        return None
-    parts = head.split(b" ", 2)
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        return None, {}
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    parts = head[0].split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
 
 
 def _remove_all_containers(handle: EngineHandle) -> int:
     """Force-remove every container (the engine stops them with SIGKILL); return how many."""
-    if _unix_http_status(handle.socket, "/_ping") != 200:
+    if _ping(handle.socket)[0] != 200:
         return 0
     removed = 0
     client = handle.client()
@@ -549,15 +563,19 @@ def _regular_files(roots: Iterable[Path]) -> Iterator[Path]:
 
 
 def credential_needles(username: str, password: str) -> tuple[bytes, ...]:
-    """The forms a password can take in an engine's files: raw, JSON-escaped, in Basic/base64 forms."""
+    """The forms a password can take in an engine's files: raw, JSON-escaped (as Go and Python write
+    it), `base64(user:password)` (Basic auth, auth.json), and the `X-Registry-Auth` header the Docker
+    SDK sends for `auth_config={"username": ..., "password": ...}`."""
     pair = f"{username}:{password}".encode()
-    escaped = json.dumps(password)[1:-1].encode()  # \\u00f1 for ñ, \\" for "
+    sdk_header = base64.urlsafe_b64encode(json.dumps({"username": username, "password": password}).encode())
     forms = {
         password.encode(),
-        escaped,
+        json.dumps(password)[1:-1].encode(),  # \u00f1 for ñ, \" for "
+        json.dumps(password, ensure_ascii=False)[1:-1].encode(),
         base64.b64encode(pair),
         base64.urlsafe_b64encode(pair),
         base64.b64encode(pair).rstrip(b"="),
         base64.b64encode(password.encode()).rstrip(b"="),
+        sdk_header,
     }
     return tuple(sorted(forms))
