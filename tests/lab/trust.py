@@ -6,11 +6,15 @@ recorded in a lease (see `tests.lab.leases`) before it is written and removed at
 next session's sweep after a killed run. A directory is only removed while its `ca.crt` is still the
 one written here (a later session on a reused port may have put its own CA there).
 
-What each engine reads (checked by `tests/test_engine_lab.py`):
-- Podman (containers/image): `/etc/containers/certs.d/<host:port>/`, then `/etc/docker/certs.d/...`.
-- dockerd: `/etc/docker/certs.d/<host:port>/` only, and only for registries it treats as secure:
-  every registry on 127.0.0.0/8 is "insecure" for dockerd (a built-in default), which means it does
-  not verify their certificates at all (and would fall back to plain HTTP).
+What each engine reads:
+- Podman (containers/image) verifies every registry and reads `/etc/containers/certs.d/<host:port>/`,
+  or else `/etc/docker/certs.d/<host:port>/` (each alone is enough: `tests/test_engine_lab.py`).
+- dockerd reads only `/etc/docker/certs.d/<host:port>/`, and only for registries it treats as secure.
+  Every registry on 127.0.0.0/8 is "insecure" for dockerd (a built-in default it always appends), so
+  it verifies no lab certificate at all (checked: it pulls from `localhost:PORT`, which no certs.d
+  directory covers) and would fall back to plain HTTP. The lab cannot show dockerd verifying: it
+  refuses IPv6 literal references (`[::1]:PORT/...`), and a host name would need /etc/hosts or DNS.
+  The directories are written for it anyway, as they would be for a real registry.
 """
 
 from __future__ import annotations
