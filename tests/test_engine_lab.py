@@ -194,6 +194,12 @@ def test_multi_platform_index_runs_this_machines_image(
     assert app_images.platform in source.platforms and len(source.platforms) == 2
     pulled = engine_client.images.pull(source.ref(APP_MULTI_V1), auth_config=source.auth_config())
     assert pulled.attrs["Architecture"] == app_images.platform.split("/")[1]
+    # Both record the index digest that was pulled; Podman also records the platform's own manifest.
+    repository = source.ref(APP_MULTI_V1).partition("@")[0]
+    expected = {source.ref(APP_MULTI_V1)}
+    if engine.name == "podman":
+        expected.add(f"{repository}@{source.platforms[app_images.platform]}")
+    assert set(pulled.attrs["RepoDigests"]) == expected
     container, port = _run_app(engine_client, source.ref(APP_MULTI_V1))
     assert _get_body(port) == app_images.bodies[APP_MULTI_V1]
     container.remove(force=True)
