@@ -564,8 +564,8 @@ def _regular_files(roots: Iterable[Path]) -> Iterator[Path]:
 
 def credential_needles(username: str, password: str) -> tuple[bytes, ...]:
     """The forms a password can take in an engine's files: raw, JSON-escaped (as Go and Python write
-    it), `base64(user:password)` (Basic auth, auth.json), and the `X-Registry-Auth` header the Docker
-    SDK sends for `auth_config={"username": ..., "password": ...}`."""
+    it), hex, `base64(user:password)` (Basic auth, auth.json), and the `X-Registry-Auth` header the
+    Docker SDK sends for `auth_config={"username": ..., "password": ...}`."""
     pair = f"{username}:{password}".encode()
     sdk_header = base64.urlsafe_b64encode(json.dumps({"username": username, "password": password}).encode())
     forms = {
@@ -576,6 +576,8 @@ def credential_needles(username: str, password: str) -> tuple[bytes, ...]:
         base64.urlsafe_b64encode(pair),
         base64.b64encode(pair).rstrip(b"="),
         base64.b64encode(password.encode()).rstrip(b"="),
+        password.encode().hex().encode(),
+        password.encode("unicode_escape"),
         sdk_header,
     }
     return tuple(sorted(forms))
