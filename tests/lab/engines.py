@@ -57,7 +57,10 @@ REQUIRED_BINARIES: dict[EngineName, tuple[str, ...]] = {
     "podman": ("podman", "conmon", "runc", "netavark"),
     "docker": ("dockerd", "containerd", "containerd-shim-runc-v2", "runc", "docker-proxy", "ip"),
 }
-PACKAGES: dict[EngineName, str] = {"podman": "podman runc", "docker": "docker.io (--no-install-recommends)"}
+PACKAGES: dict[EngineName, str] = {
+    "podman": "podman runc netavark",
+    "docker": "docker.io iproute2, --no-install-recommends",
+}
 
 # Anything an engine fetches from outside loopback goes to this proxy, where nothing listens.
 DEAD_PROXY = "http://127.0.0.1:9"

@@ -5,13 +5,14 @@ Every engine and every set of trusted registry certificates lives in a *lease*: 
 owning test process keeps `flock`ed for as long as the lease lives. The kernel drops that lock when
 the process dies, even on SIGKILL, so a lease whose lock can be taken is stale by definition.
 
-`claim()` first sweeps every stale lease (its `Lease.cleanup` actions, then the directory) under the
-short `LEASE_BASE/.lock`, which also serialises choosing subnets and creating the directories, so two
-sessions never pick the same block and a sweeper never sees a half-created lease.
+`claim()` first sweeps every stale lease (the cleanup below) under the short `LEASE_BASE/.lock`,
+which also serialises choosing subnets, creating directories and releasing leases, so two sessions
+never pick the same block and a sweeper never sees a half-created or half-removed lease.
 
-Cleanup is always the same, in this order, for a stale or a finished lease:
-1. the command recorded as `before_kill`, if any (Podman's CLI removing the containers of a killed
-   service, which also tears down their network namespaces and runtime state outside the directory);
+Cleanup is the same, in this order, for a stale lease and for one its owner gives back:
+1. for a stale lease (or an engine that failed to start), the command recorded as `before_kill`
+   (Podman's CLI removing the containers of a killed service, which also tears down their network
+   namespaces and runtime state);
 2. SIGKILL every process whose command line mentions the lease directory or whose root or working
    directory is below it (engines, shims, conmon, and the containers' processes themselves);
    and every process in a cgroup named after one of the engine's containers (`container_dirs`);
@@ -98,7 +99,8 @@ class Lease:
         properly has nothing left for it to do.
         """
         try:
-            return _clean(self.path, self.record, run_before_kill=run_before_kill)
+            with base_lock(self.path.parent):
+                return _clean(self.path, self.record, run_before_kill=run_before_kill)
         finally:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
