@@ -7,6 +7,10 @@ Usable from pytest (fixtures in `tests.lab.fixtures`) and from scripts::
         lab.token.images["acme/api:v1"]   # "sha256:..."
 
 `python -m tests.lab` runs it in the foreground and prints hosts, users and digests.
+
+Container engines serving the Docker Engine API (`tests.lab.engines`), runnable private images
+(`tests.lab.apps`) and certs.d trust (`tests.lab.trust`) are imported from their modules:
+see docs/engine-lab.md.
 """
 
 from tests.lab.images import MANIFEST_ACCEPT

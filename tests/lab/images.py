@@ -75,6 +75,37 @@ class Platform:
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """A regular file of a layer with an explicit mode (plain `bytes` in a layer mean mode 0o644)."""
+
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class SymlinkEntry:
+    """A symbolic link of a layer, pointing at `target` (relative or absolute, as in the image)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """A directory of a layer (engines create missing parents themselves; this one gets `mode`)."""
+
+    mode: int = 0o755
+
+
+LayerEntry = bytes | FileEntry | SymlinkEntry | DirEntry
+
+DEFAULT_RUN_CONFIG: Mapping[str, object] = {
+    "Cmd": ["/bin/true"],
+    "Env": ["PATH=/usr/bin:/bin"],
+    "Labels": {"lab": "guara"},
+}
+
+
+@dataclass(frozen=True)
 class BuiltImage:
     """Everything to push for one single-platform image; `manifest` holds the exact bytes to PUT."""
 
@@ -88,34 +119,53 @@ class BuiltImage:
         return self.manifest.digest
 
 
+@dataclass(frozen=True)
+class Layer:
+    """A gzip tar layer built once and shared by several images (`diff_id`: digest of the plain tar)."""
+
+    data: bytes
+    diff_id: str
+
+
+def build_layer(files: Mapping[str, LayerEntry]) -> Layer:
+    """A deterministic gzip tar of `files` (path -> content or entry)."""
+    tar_bytes = _tar(files)
+    return Layer(data=gzip.compress(tar_bytes, mtime=0), diff_id=sha256_digest(tar_bytes))
+
+
 def build_image(
-    files: Mapping[str, bytes],
+    files: Mapping[str, LayerEntry],
     *,
     platform: Platform,
     manifest_format: ManifestFormat = "oci",
+    run_config: Mapping[str, object] = DEFAULT_RUN_CONFIG,
+    base_layers: Sequence[Layer] = (),
 ) -> BuiltImage:
-    """An image whose single layer holds `files` (path -> content)."""
+    """An image whose top layer holds `files` (path -> content or entry), above `base_layers`.
+
+    `run_config` is the image config's `config` object (`Cmd`, `Env`, `ExposedPorts`, `Labels`, ...).
+    """
     _, manifest_type, config_type, layer_type = _MEDIA_TYPES[manifest_format]
-    tar_bytes = _tar(files)
-    layer = Blob(layer_type, gzip.compress(tar_bytes, mtime=0))
+    layers = (*base_layers, build_layer(files))
     config_json = {
         "architecture": platform.architecture,
         "os": platform.os,
         **({"variant": platform.variant} if platform.variant else {}),
         "created": _EPOCH,
-        "config": {"Cmd": ["/bin/true"], "Env": ["PATH=/usr/bin:/bin"], "Labels": {"lab": "guara"}},
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(tar_bytes)]},
-        "history": [{"created": _EPOCH, "created_by": "guara test lab"}],
+        "config": dict(run_config),
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": [{"created": _EPOCH, "created_by": "guara test lab"} for _ in layers],
     }
     config = Blob(config_type, _json_bytes(config_json))
+    blobs = tuple(Blob(layer_type, layer.data) for layer in layers)
     manifest_json = {
         "schemaVersion": 2,
         "mediaType": manifest_type,
         "config": config.descriptor(),
-        "layers": [layer.descriptor()],
+        "layers": [blob.descriptor() for blob in blobs],
     }
     manifest = Blob(manifest_type, _json_bytes(manifest_json))
-    return BuiltImage(config=config, layers=(layer,), manifest=manifest, platform=platform)
+    return BuiltImage(config=config, layers=blobs, manifest=manifest, platform=platform)
 
 
 def build_index(images: Sequence[BuiltImage], *, manifest_format: ManifestFormat = "oci") -> Blob:
@@ -125,15 +175,26 @@ def build_index(images: Sequence[BuiltImage], *, manifest_format: ManifestFormat
     return Blob(index_type, _json_bytes({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}))
 
 
-def _tar(files: Mapping[str, bytes]) -> bytes:
+def _tar(files: Mapping[str, LayerEntry]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name in sorted(files):
+            entry = files[name]
             info = tarfile.TarInfo(name)
-            info.size = len(files[name])
-            info.mode = 0o644
             info.mtime = 0
-            archive.addfile(info, io.BytesIO(files[name]))
+            if isinstance(entry, SymlinkEntry):
+                info.type = tarfile.SYMTYPE
+                info.linkname = entry.target
+                info.mode = 0o777
+                archive.addfile(info)
+            elif isinstance(entry, DirEntry):
+                info.type = tarfile.DIRTYPE
+                info.mode = entry.mode
+                archive.addfile(info)
+            else:
+                data, info.mode = (entry, 0o644) if isinstance(entry, bytes) else (entry.data, entry.mode)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 

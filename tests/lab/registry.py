@@ -257,12 +257,16 @@ class LabRegistry:
         manifest_format: ManifestFormat = "oci",
     ) -> str:
         """Push a one-layer image whose layer holds `files`; record and return its manifest digest."""
-        repository, tag = _split_repo_tag(repo_tag)
         image = build_image(
             files if files is not None else _default_files(repo_tag, platform),
             platform=Platform.parse(platform),
             manifest_format=manifest_format,
         )
+        return self.push_built_image(repo_tag, image)
+
+    def push_built_image(self, repo_tag: str, image: BuiltImage) -> str:
+        """Push an image built by `tests.lab.images.build_image`; record and return its digest."""
+        repository, tag = _split_repo_tag(repo_tag)
         with self._push_client(repository) as client:
             digest = _push_built(client, repository, image, reference=tag)
         self.images[repo_tag] = digest
@@ -276,7 +280,6 @@ class LabRegistry:
         manifest_format: ManifestFormat = "oci",
     ) -> str:
         """Push one image per platform (by digest), then the index under the tag; return its digest."""
-        repository, tag = _split_repo_tag(repo_tag)
         images = [
             build_image(
                 _default_files(repo_tag, platform),
@@ -285,6 +288,17 @@ class LabRegistry:
             )
             for platform in platforms
         ]
+        return self.push_built_index(repo_tag, images, manifest_format=manifest_format)
+
+    def push_built_index(
+        self,
+        repo_tag: str,
+        images: Sequence[BuiltImage],
+        *,
+        manifest_format: ManifestFormat = "oci",
+    ) -> str:
+        """Push built images (by digest), then their index under the tag; record and return its digest."""
+        repository, tag = _split_repo_tag(repo_tag)
         index = build_index(images, manifest_format=manifest_format)
         with self._push_client(repository) as client:
             for image in images:
