@@ -12,6 +12,8 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guara import PREFLIGHT_TIMEOUT_S
+
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +29,7 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
     redis_url: str | None = None
-    preflight_timeout_s: float = Field(default=8.0, gt=0, le=60)
+    preflight_timeout_s: float = Field(default=PREFLIGHT_TIMEOUT_S, gt=0, le=60)
     extra_ca_file: Path | None = None
     # A comma-separated string: pydantic-settings would otherwise expect JSON for a list.
     ssrf_allow: str = ""

@@ -11,13 +11,13 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from guara import PREFLIGHT_TIMEOUT_S
 from guara.netguard import GuardPolicy, Resolver, parse_allow_list
 from guara.netguard.addresses import IPNetwork
 
 from .trust import trust_context
 
-# The seed's Test Connection budget: one wall clock for the whole preflight, every request included.
-DEFAULT_TIMEOUT_S = 8.0
+DEFAULT_TIMEOUT_S = PREFLIGHT_TIMEOUT_S
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from guara import PREFLIGHT_TIMEOUT_S
 from guara.core.audit import AuditEntry
 from guara.core.credentials import CredentialsView
 from guara.core.deployments import DeploymentView
@@ -26,7 +27,7 @@ class Advice:
     hint: str
 
 
-def preflight_advice(code: str | None, *, timeout_s: float = 8.0) -> Advice:
+def preflight_advice(code: str | None, *, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> Advice:
     """Friendly text for one of the six preflight codes (or success when ``code`` is None)."""
     seconds = f"{timeout_s:g}"
     table = {
