@@ -5,11 +5,12 @@ Validated once at start-up; everything else receives a ``Settings`` object.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guara import PREFLIGHT_TIMEOUT_S
@@ -17,12 +18,16 @@ from guara import PREFLIGHT_TIMEOUT_S
 log = logging.getLogger(__name__)
 
 
+RUNTIMES = ("engine", "kubernetes", "render")
+ENGINE_SOCKETS = ("/run/podman/podman.sock", "/var/run/docker.sock")
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("guara", appauthor=False))
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GUARA_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="GUARA_", extra="ignore", frozen=True, populate_by_name=True)
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -34,9 +39,19 @@ class Settings(BaseSettings):
     # A comma-separated string: pydantic-settings would otherwise expect JSON for a list.
     ssrf_allow: str = ""
     allow_http_registries: bool = False
-    runtime: str = "render"
+    # engine | kubernetes | render. Unset: "engine" when an engine socket answers at start, else "render".
+    runtime: str | None = None
     # With GUARA_RUNTIME=kubernetes outside a pod: the kubeconfig to use (default: the client's own).
     kubeconfig: Path | None = None
+    # The Docker Engine API socket (Podman's or Docker's): GUARA_ENGINE_URL, else DOCKER_HOST, else the
+    # first of ENGINE_SOCKETS that exists.
+    engine_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("GUARA_ENGINE_URL", "DOCKER_HOST")
+    )
+    # Where containers' ports are published: loopback unless the operator puts a proxy elsewhere.
+    engine_publish_ip: str = "127.0.0.1"
+    # How long a new container may take to become ready before the deploy fails (start_failed).
+    engine_start_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     log_level: str = "info"
     session_max_age_s: int = 14 * 24 * 3600
     # Behind a TLS-terminating proxy guara sees plain http: set true so cookies are still Secure.
@@ -53,10 +68,31 @@ class Settings(BaseSettings):
 
     @field_validator("runtime")
     @classmethod
-    def _known_runtime(cls, value: str) -> str:
-        if value not in ("render", "kubernetes"):
-            raise ValueError("GUARA_RUNTIME must be 'render' or 'kubernetes'")
+    def _known_runtime(cls, value: str | None) -> str | None:
+        if value is not None and value not in RUNTIMES:
+            raise ValueError("GUARA_RUNTIME must be 'engine', 'kubernetes' or 'render'")
         return value
+
+    @field_validator("engine_url")
+    @classmethod
+    def _unix_socket(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("unix:///"):
+            raise ValueError("the engine URL must be a unix socket: unix:///path/to/socket")
+        return value
+
+    @field_validator("engine_publish_ip")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        ipaddress.ip_address(value)  # ValueError names the bad value
+        return value
+
+    @property
+    def effective_engine_url(self) -> str | None:
+        """The configured engine socket, else the first default socket that exists (None: none)."""
+        if self.engine_url:
+            return self.engine_url
+        found = next((path for path in ENGINE_SOCKETS if Path(path).exists()), None)
+        return f"unix://{found}" if found else None
 
     @field_validator("log_level")
     @classmethod

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from guara.config import Settings
 from guara.core.deploy_runner import DeploymentRunner
-from guara.deploy import KubernetesApplier, ManifestApplier
+from guara.core.runtimes import KubernetesRuntime, RenderRuntime, Runtime
+from guara.deploy import KubernetesApplier
 from guara.ratelimit import (
     DEPLOYS_PER_MINUTE,
     PREFLIGHTS_PER_MINUTE,
@@ -95,7 +96,7 @@ class AppContext:
             db=Database(settings.effective_database_url),
             keyring=keyring,
             limiters=Limiters.from_settings(settings),
-            deployments=DeploymentRunner(applier=applier_for(settings)),
+            deployments=DeploymentRunner(runtime=runtime_for(settings)),
         )
 
     @property
@@ -119,11 +120,11 @@ class AppContext:
         self.db.dispose()
 
 
-def applier_for(settings: Settings) -> ManifestApplier | None:
-    """Where deploys apply their workloads: a Kubernetes cluster, or nowhere (render only)."""
+def runtime_for(settings: Settings) -> Runtime:
+    """Where deploys go: a Kubernetes cluster, or nowhere (render only)."""
     if settings.runtime == "kubernetes":
-        return KubernetesApplier.from_environment(kubeconfig=settings.kubeconfig)
-    return None
+        return KubernetesRuntime(KubernetesApplier.from_environment(kubeconfig=settings.kubeconfig))
+    return RenderRuntime()
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -23,7 +23,7 @@ class _Recorder(DeploymentRunner):
     """A runner that only notes what it was given: the race is about the rows, not the work."""
 
     def __init__(self) -> None:
-        super().__init__(applier=None)
+        super().__init__()
         self.spawned: list[uuid.UUID] = []
 
     def spawn(self, ctx: AppContext, deployment_id: uuid.UUID, principal: Principal) -> None:

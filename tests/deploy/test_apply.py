@@ -20,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from guara.context import AppContext
+from guara.core.runtimes import KubernetesRuntime
 from guara.deploy import (
     ApplyFailed,
     KubernetesApplier,
@@ -151,7 +152,8 @@ def kubernetes_platform(
     config.write_text(kubeconfig(server.url))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     context = build_context({**lab_env, "GUARA_RUNTIME": "kubernetes", "GUARA_KUBECONFIG": str(config)})
-    assert isinstance(context.deployments.applier, KubernetesApplier)
+    runtime = context.deployments.runtime
+    assert isinstance(runtime, KubernetesRuntime) and isinstance(runtime.applier, KubernetesApplier)
     yield context
     context.db.dispose()
 

@@ -280,7 +280,7 @@ def test_shutdown_interrupts_a_running_deployment(
     release = threading.Event()
     server = lab_https_server(hanging_registry(release))
     context = build_context(lab_env)
-    context.deployments = DeploymentRunner(applier=None, shutdown_grace_s=0.2)
+    context.deployments = DeploymentRunner(shutdown_grace_s=0.2)
     try:
         with make_client(context) as http:
             client = ApiUser.sign_up(http, context, "owner@example.com")

@@ -367,5 +367,5 @@ async def remove_credentials(ctx: AppContext, principal: Principal, *, service_i
     service = await ctx.db.run(remove)
     if service is None:
         return Withdrawal(False, "The service had no registry credentials.")
-    note = await ctx.deployments.withdraw_pull_secret(service.project_id, service.name)
+    note = await ctx.deployments.runtime.withdraw_credentials(service.project_id, service.name)
     return Withdrawal(True, f"{ANONYMOUS_NOTE} {note}".strip())

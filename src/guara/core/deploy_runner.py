@@ -5,23 +5,22 @@ Once a deployment is recorded ``pending`` (``guara.core.deployments.start_deploy
 0. is owned by this process's runner, which renews its lease (``heartbeat_at``) every few seconds;
    a deployment whose owner is gone is ended as ``interrupted`` by any guara process (``sweep_abandoned``);
 1. opens the service's stored credentials (if any) only for this deploy, resolves the image through
-   the network guard under one deadline (``GUARA_PREFLIGHT_TIMEOUT_S``), renders the Kubernetes
-   objects and, with ``GUARA_RUNTIME=kubernetes``, applies them;
-2. writes the final status, the pinned digest, the redacted manifests and the ``service.deploy`` audit
-   entry in one transaction.
+   the network guard under one deadline (``GUARA_PREFLIGHT_TIMEOUT_S``) and hands it to the runtime
+   (``guara.core.runtimes``): rendered only, applied to Kubernetes, or run on a container engine;
+2. writes the final status, the pinned digest, what the runtime reports and the ``service.deploy``
+   audit entry in one transaction.
 
 ``code`` of a failed deployment: one of the six preflight codes when the image could not be resolved;
-else ``apply_failed`` (the cluster refused or was unreachable), ``interrupted`` (guara stopped first),
-``credentials_removed`` (they were removed or replaced while it ran: nothing of them is left applied)
-or ``internal_error``. Deployments of one service run one at a time, in the order they were started.
-No secret is ever written to the row, its message, a log line or the audit entry.
+else what the runtime says (``apply_failed``, ``start_failed``, ``engine_unavailable``,
+``credentials_removed``), ``interrupted`` (guara stopped first) or ``internal_error``. Deployments of
+one service run one at a time. No secret is ever written to the row, its message, a log line or the
+audit entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import secrets
@@ -30,10 +29,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
-import anyio.to_thread
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -41,19 +39,20 @@ from guara.core import audit, credentials
 from guara.core.accounts import SYSTEM, Principal
 from guara.core.errors import CredentialsUnreadable
 from guara.core.preflights import RegistryLogin
-from guara.deploy import (
-    ApplyFailed,
-    DeployError,
-    ManifestApplier,
-    PullCredentials,
-    RenderedWorkload,
-    ResolvedImage,
-    parse_platform,
-    pull_secret_ref,
-    render_workload,
-    resolve_image,
+from guara.core.runtimes import (
+    FAILED,
+    INTERNAL_ERROR,
+    INTERRUPTED,
+    PENDING,
+    REPLACED,
+    RESOLVING,
+    DeployJob,
+    Outcome,
+    RenderRuntime,
+    Runtime,
 )
-from guara.registry import InvalidRegistry, PreflightCode, parse_registry
+from guara.deploy import ResolvedImage, parse_platform, resolve_image
+from guara.registry import PreflightCode
 from guara.secrets import secret_scope
 from guara.store.models import ACTIVE_DEPLOYMENT_STATUSES, Deployment, Service, User, utcnow
 
@@ -62,19 +61,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("guara.deploy")
 
-PENDING = "pending"
-RESOLVING = "resolving"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-STARTING = "starting"
 # In progress: what the runner works on. The database allows one such deployment per service.
 ACTIVE = frozenset(ACTIVE_DEPLOYMENT_STATUSES)
-
-APPLY_FAILED = "apply_failed"
-INTERRUPTED = "interrupted"
-INTERNAL_ERROR = "internal_error"
-
-CREDENTIALS_REMOVED = "credentials_removed"
 
 SHUTDOWN_GRACE_S = 5.0
 # A runner renews the lease of its deployments this often; another process ends them as interrupted
@@ -96,27 +84,15 @@ class _Start:
     project_id: uuid.UUID
     service_id: uuid.UUID
     service_name: str
+    port: int
+    health_path: str | None
     login: RegistryLogin | None
-    # What was stored when the deploy began (None: no credentials); compared again before and after
-    # applying, so credentials removed meanwhile are not put back.
+    # What was stored when the deploy began (None: no credentials), to notice a removal meanwhile.
     fingerprint: str | None
     unreadable: str | None = None
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    status: str
-    message: str
-    code: str | None = None
-    digest: str | None = None
-    manifests: list[dict[str, Any]] | None = None
-
-
-_INTERRUPTED = _Outcome(FAILED, "guara stopped before this deployment finished; deploy again.", INTERRUPTED)
-_REMOVED_MESSAGE = (
-    "The service's registry credentials were removed or replaced while this deployment ran, so it "
-    "stopped{what}; deploy again to use the current ones."
-)
+_INTERRUPTED = Outcome(FAILED, "guara stopped before this deployment finished; deploy again.", INTERRUPTED)
 
 
 def new_owner() -> str:
@@ -144,18 +120,18 @@ def owner_gone(owner: str | None) -> bool:
 
 class DeploymentRunner:
     """Owns the deployments' background tasks: tracked, one at a time per service, and awaited or
-    cancelled when the application stops (``aclose``), so no task outlives it. ``applier`` is where
-    workloads go (a cluster), or None to render only."""
+    cancelled when the application stops (``aclose``), so no task outlives it. ``runtime`` is where
+    resolved images go (render only when None)."""
 
     def __init__(
         self,
         *,
-        applier: ManifestApplier | None,
+        runtime: Runtime | None = None,
         shutdown_grace_s: float = SHUTDOWN_GRACE_S,
         heartbeat_s: float = HEARTBEAT_S,
         lease_s: float = LEASE_S,
     ) -> None:
-        self.applier = applier
+        self.runtime: Runtime = runtime if runtime is not None else RenderRuntime()
         self.shutdown_grace_s = shutdown_grace_s
         self.heartbeat_s = heartbeat_s
         self.lease_s = lease_s
@@ -220,20 +196,6 @@ class DeploymentRunner:
         finally:
             self.closing = False
 
-    async def withdraw_pull_secret(self, project_id: uuid.UUID, service_name: str) -> str:
-        """Delete the pull Secret of removed credentials from the cluster; a note for the user."""
-        if self.applier is None:
-            return ""
-        try:
-            await self.applier.apply([], absent=[pull_secret_ref(project_id, service_name)])
-        except ApplyFailed as exc:
-            logger.warning("could not delete the pull Secret of service %s: %s", service_name, exc)
-            return (
-                f"The pull Secret could not be deleted from the cluster yet ({exc}); "
-                "the next deploy removes it."
-            )
-        return "Its pull Secret was deleted from the cluster."
-
     def _tasks_of_this_loop(self) -> set[asyncio.Task[None]]:
         loop = asyncio.get_running_loop()
         return {task for task in self._tasks if task.get_loop() is loop}
@@ -268,17 +230,17 @@ class DeploymentRunner:
                 raise
             except Exception:
                 logger.exception("deployment %s failed unexpectedly", deployment_id)
-                crashed = _Outcome(
+                crashed = Outcome(
                     FAILED, "guara failed while deploying (see the server log); deploy again.", INTERNAL_ERROR
                 )
                 await _finish_shielded(ctx, deployment_id, principal, crashed)
 
-    async def _deploy(self, ctx: AppContext, deployment_id: uuid.UUID) -> _Outcome | None:
+    async def _deploy(self, ctx: AppContext, deployment_id: uuid.UUID) -> Outcome | None:
         start = await ctx.db.run(lambda s: _begin(ctx, s, deployment_id))
         if start is None:
             return None  # the service (and its deployments) was deleted meanwhile
         if start.unreadable is not None:
-            return _Outcome(FAILED, start.unreadable, PreflightCode.AUTH_FAILED.value)
+            return Outcome(FAILED, start.unreadable, PreflightCode.AUTH_FAILED.value)
         login = start.login
         resolution = await resolve_image(
             start.image,
@@ -292,61 +254,19 @@ class DeploymentRunner:
             message = resolution.message.rstrip(".") + "."
             if not resolution.unusable:
                 message += _hint(resolution.code, login is not None)
-            return _Outcome(FAILED, message, resolution.code.value)
-        # Rendering validates with the kubernetes models (CPU, and a heavy first import): off the loop.
-        rendered = await anyio.to_thread.run_sync(
-            functools.partial(
-                render_workload,
-                resolution,
-                project_id=start.project_id,
-                service_id=start.service_id,
-                service_name=start.service_name,
-                deployment_id=deployment_id,
-                credentials=_pull_credentials(login),
-            )
+            return Outcome(FAILED, message, resolution.code.value)
+        job = DeployJob(
+            deployment_id=deployment_id,
+            project_id=start.project_id,
+            service_id=start.service_id,
+            service_name=start.service_name,
+            port=start.port,
+            health_path=start.health_path,
+            image=resolution,
+            login=login,
+            fingerprint=start.fingerprint,
         )
-        manifests = rendered.redacted()
-        summary = _summary(resolution, rendered)
-        if self.applier is None:
-            return _Outcome(
-                SUCCEEDED,
-                f"{summary}; rendered only (GUARA_RUNTIME=render).",
-                None,
-                resolution.digest,
-                manifests,
-            )
-        removed = _Outcome(
-            FAILED, _REMOVED_MESSAGE.format(what=""), CREDENTIALS_REMOVED, resolution.digest, manifests
-        )
-        if not await _credentials_unchanged(ctx, start):
-            return removed
-        try:
-            await self.applier.apply(rendered.objects, absent=rendered.absent)
-        except ApplyFailed as exc:
-            return _Outcome(
-                FAILED, f"{summary}; applying failed: {exc}.", APPLY_FAILED, resolution.digest, manifests
-            )
-        if not await _credentials_unchanged(ctx, start):
-            # Removed while this deploy applied them: take back the pull Secret it just wrote, so the
-            # removal wins whichever finished first (the removal deletes it too).
-            ref = pull_secret_ref(start.project_id, start.service_name)
-            try:
-                await self.applier.apply([], absent=[ref])
-            except ApplyFailed as exc:
-                return _Outcome(
-                    FAILED, f"{removed.message} Deleting its pull Secret failed: {exc}.", APPLY_FAILED
-                )
-            what = " and deleted the pull Secret it had applied"
-            return _Outcome(
-                FAILED, _REMOVED_MESSAGE.format(what=what), CREDENTIALS_REMOVED, resolution.digest, manifests
-            )
-        return _Outcome(
-            SUCCEEDED,
-            f"{summary}; applied to Kubernetes namespace {rendered.names.namespace} (server-side apply).",
-            None,
-            resolution.digest,
-            manifests,
-        )
+        return await self.runtime.deploy(ctx, job)
 
 
 async def sweep_abandoned(ctx: AppContext, *, lease_s: float = LEASE_S) -> int:
@@ -371,7 +291,7 @@ async def sweep_abandoned(ctx: AppContext, *, lease_s: float = LEASE_S) -> int:
 
 
 async def _finish_shielded(
-    ctx: AppContext, deployment_id: uuid.UUID, principal: Principal, outcome: _Outcome
+    ctx: AppContext, deployment_id: uuid.UUID, principal: Principal, outcome: Outcome
 ) -> None:
     """Record the end even while being cancelled (bounded: a stuck database must not block shutdown)."""
     with anyio.CancelScope(shield=True) as scope:
@@ -380,15 +300,6 @@ async def _finish_shielded(
             await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
         except Exception:
             logger.exception("could not record the end of deployment %s", deployment_id)
-
-
-def _summary(image: ResolvedImage, rendered: RenderedWorkload) -> str:
-    source = f" from the multi-platform index {image.index_digest}" if image.index_digest else ""
-    how = "with the stored registry credentials" if image.with_credentials else "anonymously"
-    return (
-        f"Pinned {image.pinned} ({image.platform}{source}), pulled {how} in {image.elapsed_ms} ms; "
-        f"{len(rendered.objects)} Kubernetes objects for namespace {rendered.names.namespace}"
-    )
 
 
 def _hint(code: PreflightCode, with_credentials: bool) -> str:
@@ -406,16 +317,6 @@ def _hint(code: PreflightCode, with_credentials: bool) -> str:
     return f" Check the image reference, and that the credentials in {SETTINGS_HINT} can read it."
 
 
-def _pull_credentials(login: RegistryLogin | None) -> PullCredentials | None:
-    if login is None:
-        return None
-    try:
-        location = parse_registry(login.registry, allow_http=True)
-    except InvalidRegistry as exc:  # resolution already used it, so this cannot happen
-        raise DeployError("the stored registry is invalid") from exc
-    return PullCredentials(location, login.username, login.password)
-
-
 # --- database steps (each runs in a worker thread, in its own transaction) ------------------------------
 
 
@@ -425,13 +326,6 @@ def _renew(session: Session, owner: str) -> None:
         .where(Deployment.owner == owner, Deployment.status.in_(ACTIVE))
         .values(heartbeat_at=utcnow())
     )
-
-
-async def _credentials_unchanged(ctx: AppContext, start: _Start) -> bool:
-    if start.fingerprint is None:
-        return True
-    current = await ctx.db.run(lambda session: credentials.fingerprint(session, service_id=start.service_id))
-    return current == start.fingerprint
 
 
 def _service_of(session: Session, deployment_id: uuid.UUID) -> uuid.UUID | None:
@@ -459,13 +353,15 @@ def _begin(ctx: AppContext, session: Session, deployment_id: uuid.UUID) -> _Star
         project_id=row.project_id,
         service_id=service.id,
         service_name=service.name,
+        port=service.port,
+        health_path=service.health_path,
         login=login,
         fingerprint=credentials.fingerprint(session, service_id=service.id),
         unreadable=unreadable,
     )
 
 
-def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, outcome: _Outcome) -> None:
+def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, outcome: Outcome) -> None:
     """Write the final status and its ``service.deploy`` audit entry in one transaction."""
     row = session.get(Deployment, deployment_id)
     service = session.get(Service, row.service_id) if row is not None else None
@@ -476,7 +372,16 @@ def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, ou
     row.message = outcome.message[:MAX_MESSAGE]
     row.digest = outcome.digest
     row.manifests = outcome.manifests
+    row.container_id = outcome.container_id
+    row.url = outcome.url
+    row.started_at = outcome.started_at
     row.updated_at = utcnow()
+    if outcome.replaced:
+        session.execute(
+            update(Deployment)
+            .where(Deployment.id.in_(outcome.replaced), Deployment.service_id == row.service_id)
+            .values(status=REPLACED, url=None, updated_at=utcnow())
+        )
     event = audit.Deployed(
         deployment_id=str(row.id),
         status=row.status,

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from guara.core import validation
 from guara.core.access import service_of
 from guara.core.accounts import Principal
-from guara.core.deploy_runner import ACTIVE, PENDING
+from guara.core.deploy_runner import ACTIVE
 from guara.core.errors import Conflict, InvalidInput, NotFound, RateLimited
 from guara.core.preflights import count_preflight
+from guara.core.runtimes import PENDING
 from guara.store import UniqueViolation, flush
 from guara.store.models import Deployment, RegistryCredential, utcnow
 

@@ -115,6 +115,10 @@ class Service(Base):
     build_method: Mapped[str] = mapped_column(String(32), default="docker_image")
     image: Mapped[str] = mapped_column(String(512))
     platform: Mapped[str] = mapped_column(String(64), default="linux/amd64")
+    # The container port the service listens on, and the HTTP path that says it is ready (None: the
+    # port accepting connections is enough).
+    port: Mapped[int] = mapped_column(Integer, default=8080)
+    health_path: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # Optimistic lock (SQLAlchemy's version counter): an update of a row read at version N only lands
     # while the row is still at N. Changes to a service's credentials update the service row too.
     version: Mapped[int] = mapped_column(Integer)
@@ -198,3 +202,7 @@ class Deployment(Base):
     # active deployment whose owner stopped renewing is ended as interrupted by any other process.
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # On a container engine: the container, its published address, and when it started serving.
+    container_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    url: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
