@@ -9,7 +9,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from guara.core.credentials import CredentialsChange
-from guara.core.validation import MAX_PROJECT_NAME, MAX_REGISTRY_SECRET, PROJECT_NAME_PATTERN
+from guara.core.services import KEEP, ServiceChange
+from guara.core.validation import (
+    DEFAULT_PORT,
+    HEALTH_PATH_PATTERN,
+    MAX_PROJECT_NAME,
+    MAX_REGISTRY_SECRET,
+    PROJECT_NAME_PATTERN,
+)
 from guara.deploy import DEFAULT_PLATFORM
 from guara.deploy.platforms import PLATFORM_PATTERN
 
@@ -98,12 +105,29 @@ class ServiceCreate(Input):
     name: str = Field(json_schema_extra=documented(pattern=SERVICE_NAME_PATTERN, min_length=1, max_length=63))
     image: str = Field(json_schema_extra=documented(pattern=IMAGE_PATTERN, min_length=1, max_length=512))
     platform: str = Field(default=DEFAULT_PLATFORM, json_schema_extra=documented(pattern=PLATFORM_PATTERN))
+    port: int = Field(default=DEFAULT_PORT, json_schema_extra={"minimum": 1, "maximum": 65535})
+    health_path: str | None = Field(default=None, json_schema_extra=documented(pattern=HEALTH_PATH_PATTERN))
     registry_credentials: RegistryCredentialsCreate | None = None
     skip_verification: bool = False
 
 
 class ServiceUpdate(Input):
-    platform: str = Field(json_schema_extra=documented(pattern=PLATFORM_PATTERN))
+    image: str | None = Field(
+        default=None, json_schema_extra=documented(pattern=IMAGE_PATTERN, min_length=1, max_length=512)
+    )
+    platform: str | None = Field(default=None, json_schema_extra=documented(pattern=PLATFORM_PATTERN))
+    port: int | None = Field(default=None, json_schema_extra={"minimum": 1, "maximum": 65535})
+    health_path: str | None = Field(default=None, json_schema_extra=documented(pattern=HEALTH_PATH_PATTERN))
+
+    def change(self) -> ServiceChange:
+        """Fields left out keep their value; an explicit ``health_path: null`` clears it."""
+        given = self.model_fields_set
+        return ServiceChange(
+            image=self.image if self.image is not None else KEEP,
+            platform=self.platform if self.platform is not None else KEEP,
+            port=self.port if self.port is not None else KEEP,
+            health_path=self.health_path if "health_path" in given else KEEP,
+        )
 
 
 class RegistryCredentialsUpdate(Input):
@@ -141,7 +165,10 @@ class ServicePublic(Output):
     build_method: str
     image: str
     platform: str
+    port: int
+    health_path: str | None
     registry_credentials: RegistryCredentialsPublic | None
+    url: str | None = Field(description="the running container's published address (engine runtime)")
     created_at: datetime
     updated_at: datetime
 

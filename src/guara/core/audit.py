@@ -37,6 +37,7 @@ class AuditAction(enum.StrEnum):
     SERVICE_CREATE = "service.create"
     SERVICE_UPDATE = "service.update"
     SERVICE_DEPLOY = "service.deploy"
+    SERVICE_STOP = "service.stop"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,44 @@ class PlatformChanged:
 
 
 @dataclass(frozen=True)
+class SettingsChanged:
+    """Deploy settings of a service changed: each field with its previous and new value."""
+
+    changes: tuple[tuple[str, str | None, str | None], ...]
+
+    action = AuditAction.SERVICE_UPDATE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"settings": {name: {"from": old, "to": new} for name, old, new in self.changes}}
+
+    @property
+    def summary(self) -> str:
+        parts = [
+            f"{name.replace('_', ' ')} from {old or '(none)'} to {new or '(none)'}"
+            for name, old, new in self.changes
+        ]
+        return "Changed " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The service was stopped: its containers removed."""
+
+    deployment_ids: tuple[str, ...]
+
+    action = AuditAction.SERVICE_STOP
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"deployments": list(self.deployment_ids)}
+
+    @property
+    def summary(self) -> str:
+        return "Stopped the service" + ("" if self.deployment_ids else " (nothing was running)")
+
+
+@dataclass(frozen=True)
 class Deployed:
     """The end of a deployment, successful or not."""
 
@@ -160,7 +199,15 @@ class Deployed:
         return f"Deploy failed ({self.code}), pulling {how}"
 
 
-AuditEvent = ServiceCreated | CredentialsSaved | CredentialsRemoved | PlatformChanged | Deployed
+AuditEvent = (
+    ServiceCreated
+    | CredentialsSaved
+    | CredentialsRemoved
+    | PlatformChanged
+    | SettingsChanged
+    | Deployed
+    | Stopped
+)
 
 
 def _how(preflight: Verification | None) -> str:
@@ -204,7 +251,19 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
             )
         if "platform" in details:
             return PlatformChanged(_text(details, "platform"), _text(details, "previous_platform"))
+        settings = details.get("settings")
+        if isinstance(settings, dict):
+            return SettingsChanged(
+                tuple(
+                    (str(name), _text(change, "from") or None, _text(change, "to") or None)
+                    for name, change in settings.items()
+                    if isinstance(change, dict)
+                )
+            )
         return None
+    if action == AuditAction.SERVICE_STOP:
+        deployments = details.get("deployments")
+        return Stopped(tuple(str(d) for d in deployments) if isinstance(deployments, list) else ())
     if action == AuditAction.SERVICE_DEPLOY:
         digest, code = details.get("digest"), details.get("code")
         return Deployed(

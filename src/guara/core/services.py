@@ -1,8 +1,9 @@
 """Services built from a Docker image reference: create (optionally with verified credentials), read,
-list, and choose the platform deploys pick."""
+list, and change how they deploy (image, platform, port, health path)."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,10 +16,12 @@ from guara.core import audit, credentials, validation
 from guara.core.access import mark_changed, project_of, service_of
 from guara.core.accounts import Principal
 from guara.core.credentials import CredentialsChange, CredentialsView, PreparedSave
-from guara.core.errors import Conflict
+from guara.core.errors import Conflict, InvalidInput
+from guara.core.runtimes import RUNNING
 from guara.deploy import DEFAULT_PLATFORM
+from guara.registry import same_registry
 from guara.store import UniqueViolation, flush
-from guara.store.models import RegistryCredential, Service
+from guara.store.models import Deployment, RegistryCredential, Service
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -32,12 +35,35 @@ class ServiceView:
     build_method: str
     image: str
     platform: str
+    port: int
+    health_path: str | None
     registry_credentials: CredentialsView | None
+    # The published address of the running container (a container engine), else None.
+    url: str | None
     created_at: datetime
     updated_at: datetime
 
 
-def view_of(service: Service, stored: CredentialsView | None) -> ServiceView:
+class Keep(enum.Enum):
+    """A field left out of a change: the stored value stays."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    """What to change of a service's deploy settings; ``KEEP`` leaves a field as it is."""
+
+    image: str | Keep = KEEP
+    platform: str | Keep = KEEP
+    port: int | Keep = KEEP
+    health_path: str | Keep | None = KEEP
+
+
+def view_of(service: Service, stored: CredentialsView | None, url: str | None) -> ServiceView:
     return ServiceView(
         id=service.id,
         project_id=service.project_id,
@@ -45,15 +71,33 @@ def view_of(service: Service, stored: CredentialsView | None) -> ServiceView:
         build_method=service.build_method,
         image=service.image,
         platform=service.platform,
+        port=service.port,
+        health_path=service.health_path,
         registry_credentials=stored,
+        url=url,
         created_at=service.created_at,
         updated_at=service.updated_at,
     )
 
 
+def _running_urls(session: Session, *, project_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    rows = session.execute(
+        select(Deployment.service_id, Deployment.url).where(
+            Deployment.project_id == project_id, Deployment.status == RUNNING, Deployment.url.is_not(None)
+        )
+    )
+    return {service_id: url for service_id, url in rows if url}
+
+
 def _view(session: Session, service: Service) -> ServiceView:
     row = session.get(RegistryCredential, service.id)
-    return view_of(service, credentials.view_of(row) if row else None)
+    url = session.scalar(
+        select(Deployment.url)
+        .where(Deployment.service_id == service.id, Deployment.status == RUNNING)
+        .order_by(Deployment.created_at.desc())
+        .limit(1)
+    )
+    return view_of(service, credentials.view_of(row) if row else None, url)
 
 
 async def create_service(
@@ -64,6 +108,8 @@ async def create_service(
     name: str,
     image: str,
     platform: str = DEFAULT_PLATFORM,
+    port: int = validation.DEFAULT_PORT,
+    health_path: str | None = None,
     registry_credentials: CredentialsChange | None = None,
     skip_verification: bool = False,
 ) -> ServiceView:
@@ -74,6 +120,8 @@ async def create_service(
     reference = validation.image_reference(image)
     validation.service_name(name)
     chosen_platform = validation.platform(platform)
+    chosen_port = validation.port(port)
+    chosen_health_path = validation.health_path(health_path)
     prepared: PreparedSave | None = None
     verification: audit.Verification | None = None
     if registry_credentials is not None:
@@ -94,6 +142,8 @@ async def create_service(
             build_method="docker_image",
             image=str(reference),
             platform=chosen_platform,
+            port=chosen_port,
+            health_path=chosen_health_path,
         )
         session.add(service)
         try:
@@ -126,24 +176,57 @@ async def list_services(ctx: AppContext, principal: Principal, *, project_id: uu
         project_of(session, principal=principal, project_id=project_id)
         rows = session.scalars(select(Service).where(Service.project_id == project_id).order_by(Service.name))
         stored = credentials.views_in_project(session, project_id=project_id)
-        return [view_of(service, stored.get(service.id)) for service in rows]
+        urls = _running_urls(session, project_id=project_id)
+        return [view_of(service, stored.get(service.id), urls.get(service.id)) for service in rows]
 
     return await ctx.db.run(work)
 
 
-async def set_platform(
-    ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, platform: str
+async def update_service(
+    ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, change: ServiceChange
 ) -> ServiceView:
-    """Choose which platform deploys pick from a multi-platform image; audited as ``service.update``."""
+    """Change how the service deploys (the next deploy uses it); audited as ``service.update``.
+
+    A new image must be on the registry of the stored credentials (they are only ever sent there):
+    move registries by changing or removing the credentials first."""
 
     def work(session: Session) -> ServiceView:
         service = service_of(session, principal=principal, service_id=service_id)
-        chosen = validation.platform(platform)
-        if chosen != service.platform:
-            event = audit.PlatformChanged(platform=chosen, previous=service.platform)
-            service.platform = chosen
+        wanted: dict[str, object] = {}
+        if not isinstance(change.image, Keep):
+            reference = validation.image_reference(change.image)
+            stored = session.get(RegistryCredential, service.id)
+            if stored is not None and not same_registry(stored.registry_host, reference):
+                raise InvalidInput(
+                    f"the image is on {reference.registry}, but the service's registry credentials are for "
+                    f"{stored.registry_host}: change or remove the credentials first",
+                    code="registry_mismatch",
+                    field="image",
+                )
+            wanted["image"] = str(reference)
+        if not isinstance(change.platform, Keep):
+            wanted["platform"] = validation.platform(change.platform)
+        if not isinstance(change.port, Keep):
+            wanted["port"] = validation.port(change.port)
+        if not isinstance(change.health_path, Keep):
+            wanted["health_path"] = validation.health_path(change.health_path)
+        changes = tuple(
+            (name, _text(getattr(service, name)), _text(value))
+            for name, value in wanted.items()
+            if getattr(service, name) != value
+        )
+        if changes:
+            for name, _old, _new in changes:
+                setattr(service, name, wanted[name])
             mark_changed(session, service)
+            event: audit.AuditEvent = audit.SettingsChanged(changes)
+            if [name for name, _old, _new in changes] == ["platform"]:
+                event = audit.PlatformChanged(platform=changes[0][2] or "", previous=changes[0][1] or "")
             audit.record(session, principal=principal, service=service, event=event)
         return _view(session, service)
 
     return await ctx.db.run(work)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

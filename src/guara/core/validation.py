@@ -62,6 +62,33 @@ def platform(value: str) -> str:
         raise InvalidInput(str(exc), code="invalid_platform", field="platform") from None
 
 
+# A path a readiness probe may GET: printable ASCII, no spaces.
+HEALTH_PATH_PATTERN = r"^/[\x21-\x7e]{0,254}$"
+HEALTH_PATH = re.compile(HEALTH_PATH_PATTERN)
+DEFAULT_PORT = 8080
+
+
+def port(value: int) -> int:
+    """The container port a service listens on."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidInput("port must be a number from 1 to 65535", code="invalid_port", field="port")
+    return value
+
+
+def health_path(value: str | None) -> str | None:
+    """An HTTP path that answers below 400 once the service is ready; None: the port accepting
+    connections is enough."""
+    if value is None:
+        return None
+    if not HEALTH_PATH.fullmatch(value):
+        raise InvalidInput(
+            "the health path must start with '/' and be at most 255 printable characters without spaces",
+            code="invalid_health_path",
+            field="health_path",
+        )
+    return value
+
+
 def email(value: str) -> str:
     address = value.strip().lower()
     if len(address) > 254 or not EMAIL.fullmatch(address):

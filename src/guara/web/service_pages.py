@@ -313,7 +313,8 @@ async def save_platform_form(
     platform_name: PlatformField,
 ) -> Response:
     try:
-        await services.set_platform(ctx, user, service_id=service_id, platform=platform_name.strip())
+        change = services.ServiceChange(platform=platform_name.strip())
+        await services.update_service(ctx, user, service_id=service_id, change=change)
     except InvalidInput as exc:
         context = await _service_context(ctx, user, service_id)
         return _settings(

@@ -30,6 +30,8 @@ async def create_service(
         name=body.name,
         image=body.image,
         platform=body.platform,
+        port=body.port,
+        health_path=body.health_path,
         registry_credentials=given.change() if given else None,
         skip_verification=body.skip_verification,
     )
@@ -51,6 +53,7 @@ async def get_service(service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep)
 async def update_service(
     service_id: uuid.UUID, body: ServiceUpdate, user: CurrentUser, ctx: ContextDep
 ) -> ServicePublic:
-    """Change what deploys pick from a multi-platform image (``linux/amd64`` by default)."""
-    view = await services.set_platform(ctx, user, service_id=service_id, platform=body.platform)
+    """Change how the service deploys; a field left out keeps its value (``health_path: null``
+    clears it). The next deploy uses the new values."""
+    view = await services.update_service(ctx, user, service_id=service_id, change=body.change())
     return ServicePublic.model_validate(view)
