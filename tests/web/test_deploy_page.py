@@ -81,13 +81,40 @@ def test_platform_is_set_in_settings(owner: WebUser, lab_context: AppContext, la
         f"/projects/{project_id}/services/new", {"name": "web", "image": lab.token.ref("public/hello:latest")}
     )
     service_path = created.headers["location"].split("?")[0]
-    bad = owner.post_form(f"{service_path}/settings/platform", {"platform": "arm"})
+    deploy = {"image": lab.token.ref("public/hello:latest"), "port": "8080", "health_path": ""}
+    bad = owner.post_form(f"{service_path}/settings/deploy", {**deploy, "platform": "arm"})
     assert bad.status_code == 422
     assert "os/architecture" in text_of(bad.text)
-    saved = owner.post_form(f"{service_path}/settings/platform", {"platform": "linux/aarch64"})
+    saved = owner.post_form(f"{service_path}/settings/deploy", {**deploy, "platform": "linux/aarch64"})
     assert saved.status_code == 303
     page = text_of(owner.http.get(saved.headers["location"]).text)
-    assert "Platform saved" in page
+    assert "Deploy settings saved" in page
     assert "Platform linux/arm64" in text_of(owner.http.get(service_path).text)
     audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
     assert "Set the deploy platform to linux/arm64 (was linux/amd64)" in audit
+
+
+def test_deploy_settings_port_health_path_and_image(
+    owner: WebUser, lab_context: AppContext, lab: Lab
+) -> None:
+    project_id = create_project(lab_context, owner.email)
+    image = lab.token.ref("public/hello:latest")
+    created = owner.post_form(
+        f"/projects/{project_id}/services/new",
+        {"name": "web", "image": image, "port": "9090", "health_path": "/ready"},
+    )
+    assert created.status_code == 303, created.text
+    service_path = created.headers["location"].split("?")[0]
+    assert "9090 · ready when /ready answers" in text_of(owner.http.get(service_path).text)
+    form = {"image": image, "platform": "linux/amd64", "port": "80", "health_path": ""}
+    bad_port = owner.post_form(f"{service_path}/settings/deploy", {**form, "port": "eighty"})
+    assert bad_port.status_code == 422
+    assert 'id="deploy-port-error"' in bad_port.text and "1 to 65535" in text_of(bad_port.text)
+    assert 'value="eighty"' in bad_port.text  # shown back as typed
+    saved = owner.post_form(f"{service_path}/settings/deploy", form)
+    assert saved.status_code == 303
+    overview = text_of(owner.http.get(service_path).text)
+    assert "Port 80" in overview and "ready when" not in overview
+    assert "Deploys only render Kubernetes objects here" in overview
+    audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
+    assert "Changed port from 9090 to 80, health path from /ready to (none)" in audit

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from guara.core.credentials import CredentialsChange, require_pair
 from guara.core.errors import Conflict, GuaraError, InvalidInput
-from guara.core.validation import MAX_REGISTRY_SECRET
+from guara.core.validation import DEFAULT_PORT, MAX_REGISTRY_SECRET
 
 FormText = Annotated[str, Form(max_length=2000)]
 FormSecret = Annotated[SecretStr, Form(max_length=MAX_REGISTRY_SECRET)]
@@ -22,7 +22,9 @@ NO_SECRET = SecretStr("")
 
 # The fields the service forms show an error next to; an error about any other field is shown for the
 # whole form. The API's name for the credentials pair is shown at the username.
-_SHOWN_FIELDS = frozenset({"name", "build_method", "image", "registry", "username", "password"})
+_SHOWN_FIELDS = frozenset(
+    {"name", "build_method", "image", "registry", "username", "password", "port", "health_path", "platform"}
+)
 _FIELD_OF = {"registry_credentials": "username"}
 
 
@@ -55,9 +57,21 @@ class CredentialsFormValues:
 
 
 @dataclass
+class DeployFormValues:
+    """The deploy settings as typed (kept as text, so a bad value is shown back as it was)."""
+
+    image: str = ""
+    platform: str = ""
+    port: str = str(DEFAULT_PORT)
+    health_path: str = ""
+
+
+@dataclass
 class WizardValues:
     name: str = ""
     image: str = ""
+    port: str = str(DEFAULT_PORT)
+    health_path: str = ""
     build_method: str = "docker_image"
     credentials: CredentialsFormValues = field(default_factory=CredentialsFormValues)
 
@@ -81,6 +95,14 @@ class PageErrors:
         if isinstance(exc, Conflict) and exc.code == "name_taken":
             return cls(fields={"name": exc.message})
         return cls(form=exc.message)
+
+
+def port_number(text: str) -> int:
+    """A port typed in a form; text that is not a number is refused like any invalid port."""
+    digits = text.strip()
+    if not digits.isascii() or not digits.isdecimal() or len(digits) > 5:
+        raise InvalidInput("port must be a number from 1 to 65535", code="invalid_port", field="port")
+    return int(digits)
 
 
 def optional_text(value: str) -> str | None:

@@ -27,12 +27,14 @@ from guara.core.errors import (
 )
 from guara.core.projects import ProjectView
 from guara.core.services import ServiceView
+from guara.core.validation import DEFAULT_PORT
 from guara.http.deps import ContextDep
 from guara.http.errors import status_for
 from guara.web.auth import FormUser, WebUser
 from guara.web.forms import (
     NO_SECRET,
     CredentialsFormValues,
+    DeployFormValues,
     FormSecret,
     FormText,
     PageErrors,
@@ -40,6 +42,7 @@ from guara.web.forms import (
     new_credentials,
     optional_secret,
     optional_text,
+    port_number,
 )
 from guara.web.presenters import (
     ConnectionResult,
@@ -60,7 +63,7 @@ BUILD_METHODS = (
 )
 PlatformField = Annotated[str, Form(alias="platform", max_length=100)]
 SAVED_NOTES = {
-    "platform": "Platform saved: the next deploy picks this platform's image.",
+    "deploy": "Deploy settings saved: the next deploy uses them.",
     "passed": "Credentials saved. Test Connection passed with these values.",
     "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
     "removed": f"Credentials removed. {credentials.ANONYMOUS_NOTE}",
@@ -151,6 +154,8 @@ async def wizard_submit(
     name: FormText = "",
     build_method: FormText = "docker_image",
     image: FormText = "",
+    port: FormText = str(DEFAULT_PORT),
+    health_path: FormText = "",
     registry: FormText = "",
     username: FormText = "",
     password: FormSecret = NO_SECRET,
@@ -161,6 +166,8 @@ async def wizard_submit(
     values = WizardValues(
         name=name.strip(),
         image=image.strip(),
+        port=port.strip(),
+        health_path=health_path.strip(),
         build_method=build_method,
         credentials=CredentialsFormValues.posted(
             registry=registry, username=username, password=password, skip_verification=skip_verification
@@ -197,6 +204,8 @@ async def wizard_submit(
             project_id=project.id,
             name=values.name,
             image=values.image,
+            port=port_number(values.port),
+            health_path=values.health_path or None,
             registry_credentials=new_credentials(
                 registry=values.credentials.registry,
                 default_registry=reference.registry,
@@ -248,6 +257,7 @@ async def service_page(
         created=bool(created),
         deployments=[deployment_display(row) for row in history],
         deploying=any(row.active for row in history),
+        runtime=ctx.deployments.runtime.name,
         **context,
     )
 
@@ -275,6 +285,11 @@ def _settings(
     service: ServiceView = context["service"]
     if values is None:
         values = CredentialsFormValues(registry=shown.registry if shown else context["image_registry"])
+    extra.setdefault(
+        "deploy_values",
+        DeployFormValues(service.image, service.platform, str(service.port), service.health_path or ""),
+    )
+    extra.setdefault("deploy_errors", PageErrors())
     return render(
         request,
         "service_settings.html",
@@ -304,23 +319,42 @@ async def service_settings(
     return _settings(request, context, edit=bool(edit), note=SAVED_NOTES.get(saved, ""))
 
 
-@router.post("/services/{service_id}/settings/platform")
-async def save_platform_form(
+@router.post("/services/{service_id}/settings/deploy")
+async def save_deploy_settings_form(
     request: Request,
     ctx: ContextDep,
     user: FormUser,
     service_id: uuid.UUID,
-    platform_name: PlatformField,
+    image: FormText = "",
+    platform_name: PlatformField = "",
+    port: FormText = "",
+    health_path: FormText = "",
 ) -> Response:
+    """Settings → Deploy: image, platform, port and health path in one form (used by the next deploy)."""
+    values = DeployFormValues(
+        image=image.strip(),
+        platform=platform_name.strip(),
+        port=port.strip(),
+        health_path=health_path.strip(),
+    )
     try:
-        change = services.ServiceChange(platform=platform_name.strip())
+        change = services.ServiceChange(
+            image=values.image,
+            platform=values.platform,
+            port=port_number(values.port),
+            health_path=values.health_path or None,
+        )
         await services.update_service(ctx, user, service_id=service_id, change=change)
     except InvalidInput as exc:
         context = await _service_context(ctx, user, service_id)
         return _settings(
-            request, context, status_code=422, platform_error=exc.message, platform_value=platform_name
+            request,
+            context,
+            status_code=status_for(exc),
+            deploy_errors=PageErrors.from_error(exc),
+            deploy_values=values,
         )
-    return see_other(f"/services/{service_id}/settings?saved=platform#platform")
+    return see_other(f"/services/{service_id}/settings?saved=deploy#deploy")
 
 
 @router.post("/services/{service_id}/settings/registry-credentials")
