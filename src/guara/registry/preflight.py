@@ -21,6 +21,7 @@ the deadline passed (one budget for all requests)           timeout
 the guard refused an address (registry, realm, redirect)    ssrf_blocked
 DNS failure, TLS failure, reset, malformed or oversized     network_error
 answers, redirect loops, plain-http realm or redirect,
+a realm or redirect on an invalid host or port,
 429 rate limiting, 5xx, connect failure to a host other
 than the registry, an unreadable CA file (TrustStoreError)
 ==========================================================  ====================
