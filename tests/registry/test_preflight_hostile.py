@@ -631,3 +631,15 @@ async def test_a_realm_on_a_hostile_host_or_port_is_a_network_error(
     assert "token server URL" in result.message
     assert reason in result.message
     assert no_dns.calls == []
+
+
+@pytest.mark.parametrize(("username", "password"), [("alice", "pa\ud800ss"), ("al\udcffice", PASSWORD)])
+async def test_credentials_that_are_not_unicode_text_fail_as_auth_failed(
+    fakes: Fakes, lab_ca_file: Path, username: str, password: str
+) -> None:
+    # A lone surrogate (from JSON escapes or surrogateescape'd stdin) cannot be encoded for Basic.
+    registry = fakes.start(lambda seen: Reply.errors(401, "UNAUTHORIZED", "auth", [BASIC_CHALLENGE]))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=username, password=password)
+    assert result.code is PreflightCode.AUTH_FAILED, result
+    assert "\ud800" not in result.message and "\udcff" not in result.message
+    assert registry.connections == 0  # refused before anything is sent

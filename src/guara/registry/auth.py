@@ -80,6 +80,11 @@ class Credentials:
             raise InvalidCredentials("a user name cannot contain ':' in HTTP Basic authentication")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.username):
             raise InvalidCredentials("the user name contains control characters")
+        # Basic sends UTF-8: a lone surrogate (a JSON escape, surrogateescape'd input) cannot be sent.
+        if not _is_text(self.username):
+            raise InvalidCredentials("the user name is not valid Unicode text")
+        if not _is_text(self.password.get_secret_value()):
+            raise InvalidCredentials("the password is not valid Unicode text", field="password")
 
     @classmethod
     def of(cls, username: str | None, password: str | SecretStr | None) -> Credentials | None:
@@ -97,6 +102,14 @@ class Credentials:
     @property
     def is_identity_token(self) -> bool:
         return self.username == IDENTITY_TOKEN_USERNAME
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _ReadsTokenAnswers(httpx.Auth):

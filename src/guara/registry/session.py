@@ -16,6 +16,7 @@ from types import TracebackType
 
 import anyio
 import httpx
+import idna
 
 from guara import __version__
 from guara.netguard import (
@@ -547,8 +548,8 @@ def _translate_errors() -> Iterator[None]:
             f"the connection to {host} broke ({type(exc).__name__}); the server closed or reset it",
             host=host,
         ) from exc
-    except UnicodeError as exc:
-        # idna's errors: httpx decodes an xn-- host of a redirect target while following it.
+    except idna.IDNAError as exc:
+        # httpx decodes an xn-- host of a redirect target while following it, with idna.
         raise ProtocolViolation(
             "a redirect points to a host name that is not valid IDNA (a bad xn-- label)"
         ) from exc
