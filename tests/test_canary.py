@@ -4,6 +4,10 @@ The server runs as a real process at debug log level. Afterwards the test greps 
 file in the data dir (database, WAL, key file, logs), the server's output, every response body and the
 audit entries (and, on PostgreSQL, a pg_dump) for the canary, its base64, its hex and the base64 of
 ``user:canary`` (what a Basic header carries).
+
+The user name is a canary too, of a weaker kind: it is stored in clear (and shown masked), so it is
+searched for only where it must never appear, the logs and the responses, raw and percent-encoded
+(a token request carries it as ``account=`` in its URL, which httpx logs at INFO).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -39,9 +44,14 @@ def _forms(user: str, canary: str) -> list[bytes]:
     ]
 
 
+def _username_forms(user: str) -> list[bytes]:
+    return [user.encode(), quote(user, safe="").encode(), quote_plus(user).encode()]
+
+
 def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_path: Path) -> None:
     canary = f"canary-{uuid.uuid4().hex}-ñ"
-    user = f"canary-{uuid.uuid4().hex[:8]}"
+    # '@' and '+' change under URL encoding: the encoded spellings are searched for too.
+    user = f"canary+{uuid.uuid4().hex[:12]}@example.com"
     lab.issuer.users[user] = canary
     lab.issuer.rules.append(AccessRule(user, "acme/*", frozenset({"pull"})))
     data_dir = Path(settings_env["GUARA_DATA_DIR"])
@@ -155,3 +165,10 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
         (name, form) for name, data in haystacks.items() for form in _forms(user, canary) if form in data
     ]
     assert leaks == []
+    # The user name is in the database (file, WAL, pg_dump) by design; logs and responses must not show it.
+    shown = {name: data for name, data in haystacks.items() if name.startswith(("response ", "cli output "))}
+    shown["server log"] = log_path.read_bytes()
+    username_leaks = [
+        (name, form) for name, data in shown.items() for form in _username_forms(user) if form in data
+    ]
+    assert username_leaks == []

@@ -75,11 +75,34 @@ def test_loopback_without_the_exemption_is_ssrf_blocked(lab: Lab) -> None:
     assert json.loads(result.stdout)["code"] == "ssrf_blocked"
 
 
-@pytest.mark.parametrize("image", ["docker/Docker", "https://github.com/docker/docker", "-docker"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "docker/Docker",
+        "https://github.com/docker/docker",
+        "-docker",
+        # hosts httpx cannot even build a URL from: refused by the parser, never a traceback
+        "0177.0.0.1/a:b",
+        "127.000.000.001/a:b",
+        "999.1.1.1/a:b",
+        "xn--zz.example/a:b",
+    ],
+)
 def test_malformed_reference_is_a_failed_preflight(image: str) -> None:
     result = preflight("--json", "--", image)  # `--`: "-docker" is an argument, not an option
-    assert result.returncode == 1
-    assert json.loads(result.stdout)["code"] == "invalid_url"
+    assert result.returncode == 1, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["code"] == "invalid_url"
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("registry", ["https://0177.0.0.1", "256.256.256.256:5000", "xn--a-.example"])
+def test_malformed_registry_is_a_failed_preflight(registry: str) -> None:
+    result = preflight("--json", "--registry", registry, "--", "ghcr.io/acme/api:v1")
+    assert result.returncode == 1, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["code"] == "invalid_url"
+    assert "invalid registry host" in payload["message"]
 
 
 def test_text_output(lab: Lab) -> None:

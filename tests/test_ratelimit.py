@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
+from guara import ratelimit
 from guara.ratelimit import PreflightLimiter
 
 
@@ -38,8 +44,6 @@ def test_redis_limit_is_shared_between_limiters(redis_url: str) -> None:
 
 def test_a_hung_redis_is_asked_once_per_outage_not_once_per_request() -> None:
     """A Redis that accepts connections and never answers: one timeout, then the breaker holds."""
-    import socket
-
     mute = socket.socket()
     mute.bind(("127.0.0.1", 0))
     mute.listen(64)
@@ -70,3 +74,105 @@ def test_redis_outage_falls_back_to_a_per_process_limit(caplog: pytest.LogCaptur
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "unavailable" in warnings[0]
     assert "sekrit-pw" not in warnings[0]
+
+
+class CuttableProxy:
+    """A loopback TCP proxy in front of Redis: ``cut()`` is an outage (connections reset, new ones
+    refused), ``restore()`` brings it back on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._open = [*self._open], []
+            listener, self._listener = self._listener, None
+        for sock in [*sockets, *([listener] if listener else [])]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+
+@pytest.fixture
+def redis_proxy(redis_url: str) -> Iterator[CuttableProxy]:
+    parsed = urlsplit(redis_url)
+    proxy = CuttableProxy((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+    proxy.restore()
+    yield proxy
+    proxy.cut()
+
+
+@pytest.mark.redis
+def test_an_outage_does_not_hand_out_a_fresh_window(redis_proxy: CuttableProxy) -> None:
+    user = f"user-{uuid.uuid4()}"
+    limiter = PreflightLimiter(redis_proxy.url)
+    assert [limiter.hit(user) for _ in range(3)] == [None] * 3
+    redis_proxy.cut()
+    # 2 more in this minute, not 5: the per-process window already holds the 3 it admitted.
+    results = [limiter.hit(user) for _ in range(3)]
+    assert results[:2] == [None, None]
+    assert results[2] is not None and 1 <= results[2] <= 60
+
+
+@pytest.mark.redis
+def test_redis_coming_back_empty_does_not_hand_out_a_fresh_window(
+    redis_proxy: CuttableProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ratelimit, "REDIS_RETRY_AFTER_S", 0.0)  # ask Redis again on every hit
+    user = f"user-{uuid.uuid4()}"
+    redis_proxy.cut()
+    limiter = PreflightLimiter(redis_proxy.url)
+    assert [limiter.hit(user) for _ in range(5)] == [None] * 5  # counted in this process only
+    redis_proxy.restore()
+    assert limiter.hit(user) is not None  # Redis has never seen them; this process has
+    assert limiter.backend == "redis"
+
+
+@pytest.mark.redis
+def test_during_an_outage_each_process_admits_at_most_the_limit(redis_proxy: CuttableProxy) -> None:
+    """What the README promises for N replicas: 5 a minute per process, so at most 5 times N in all."""
+    user = f"user-{uuid.uuid4()}"
+    process_a = PreflightLimiter(redis_proxy.url)
+    process_b = PreflightLimiter(redis_proxy.url)
+    assert [process_a.hit(user) for _ in range(3)] == [None] * 3
+    assert [process_b.hit(user) for _ in range(2)] == [None] * 2
+    assert process_a.hit(user) is not None and process_b.hit(user) is not None  # shared: 5 used
+    redis_proxy.cut()
+    admitted_a = sum(process_a.hit(user) is None for _ in range(10))
+    admitted_b = sum(process_b.hit(user) is None for _ in range(10))
+    assert (admitted_a, admitted_b) == (2, 3)  # 5 each in the minute: 10 with two processes

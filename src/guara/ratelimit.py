@@ -1,10 +1,19 @@
 """Per-user moving-window limits (Test Connection, the wizard's probe, deploys, sign-in).
 
 In memory by default; shared through Redis when ``GUARA_REDIS_URL`` is set, so several guara processes
-share one limit. A Redis outage must not stop everyone, nor remove the limit: while Redis fails, each
-process falls back to its own in-memory window (the limit holds per process), logs one warning per
-outage, and leaves Redis alone for ``REDIS_RETRY_AFTER_S`` so a hung server costs one timeout, not one
-per request. Async callers use ``hit_async``: Redis I/O never runs on the event loop.
+share one limit. A Redis outage must not stop everyone, nor remove the limit.
+
+Each process counts every event it admits in its own in-memory window, all the time, and admits an
+event only when that window has room *and* Redis (when it answers) agrees: the larger count wins.
+While Redis is healthy the shared count is the larger one, so the limit is shared. When Redis fails,
+the local window is already warm with what this process admitted in the last minute, so the switch
+hands out no fresh allowance; when Redis comes back empty, the local window still holds the outage's
+events. The guarantee: in any window, a process admits at most the limit; with N processes and Redis
+down, a user gets at most N times the limit (the limit itself with one process).
+
+On failure the limiter logs one warning per outage and leaves Redis alone for ``REDIS_RETRY_AFTER_S``,
+so a hung server costs one timeout, not one per request. Async callers use ``hit_async``: Redis I/O
+never runs on the event loop.
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ class PreflightLimiter:
     ) -> None:
         self.item = RateLimitItemPerMinute(per_minute)
         self.namespace = namespace
-        self._memory = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        # This process's own window: counts every admitted event, Redis or not (see the module doc).
+        self._local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._shared: strategies.MovingWindowRateLimiter | None = None
         self._lock = threading.Lock()
         self._redis_down_until = 0.0
@@ -60,6 +70,9 @@ class PreflightLimiter:
 
     def hit(self, key: str) -> int | None:
         """Count one event. None when allowed; otherwise seconds until one is allowed again."""
+        # Local first, without counting: a full local window must not spend a shared slot.
+        if not self._local.test(self.item, self.namespace, key):
+            return self._retry_after(self._local, key)
         if self._shared is not None and time.monotonic() >= self._redis_down_until:
             try:
                 allowed = self._shared.hit(self.item, self.namespace, key)
@@ -67,10 +80,13 @@ class PreflightLimiter:
                 self._note_outage(exc)
             else:
                 self._note_recovery()
-                return None if allowed else self._retry_after(self._shared, key)
-        if self._memory.hit(self.item, self.namespace, key):
+                if not allowed:
+                    return self._retry_after(self._shared, key)
+        # Counted locally whatever Redis said, so the window is warm if Redis fails. A concurrent hit
+        # of the same key may fill it since the test: then this one is refused (stricter, never looser).
+        if self._local.hit(self.item, self.namespace, key):
             return None
-        return self._retry_after(self._memory, key)
+        return self._retry_after(self._local, key)
 
     def _retry_after(self, limiter: strategies.MovingWindowRateLimiter, key: str) -> int:
         try:

@@ -191,3 +191,16 @@ async def test_registry_text_in_messages_is_bounded_and_cannot_forge_log_lines(
     assert len(result.message) < 1000
     assert "\n" not in result.message
     assert not any("\n" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "image", ["0177.0.0.1/team/app:v1", "999.1.1.1:5000/team/app:v1", "xn--zz.example/a:v1"]
+)
+async def test_a_stored_image_on_a_hostile_host_fails_as_invalid_url(image: str) -> None:
+    # Services saved before the host rule may hold such images: a deploy fails cleanly, not internally.
+    options = RegistryOptions.build(timeout=2.0)
+    result = await resolve_image(image, platform=parse_platform("linux/amd64"), options=options)
+    assert isinstance(result, ResolveFailure), result
+    assert result.code is PreflightCode.INVALID_URL
+    assert "not a valid" in result.message

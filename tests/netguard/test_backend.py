@@ -353,3 +353,76 @@ def test_resolver_errors_are_socket_style() -> None:
     resolver = ScriptedResolver({})
     with pytest.raises(socket.gaierror):
         anyio.run(resolver.resolve, "nowhere", 80)
+
+
+# -- what socket layers raise besides OSError --
+
+
+@pytest.mark.parametrize("port", [0, 65536, 99999])
+async def test_ports_outside_1_to_65535_are_refused_before_any_lookup(port: int) -> None:
+    # getaddrinfo wraps 65536 to 0 and 99999 to 34463; connect raises OverflowError: never get there.
+    resolver = ScriptedResolver.static({"registry.example.com": [PUBLIC_V4]})
+    dialer = RecordingDialer()
+    async with client_for(resolver, dialer) as client:
+        with pytest.raises(DisallowedURL, match=f"port {port} is not a TCP port"):
+            await client.get(f"https://registry.example.com:{port}/v2/")
+    backend = GuardedBackend(GuardPolicy(resolver=resolver), dialer=dialer)
+    with pytest.raises(DisallowedURL, match="not a TCP port"):
+        await backend.connect_tcp("registry.example.com", port)
+    assert resolver.calls == []
+    assert dialer.dialed == []
+
+
+async def test_an_out_of_range_port_never_reaches_the_real_socket_layer() -> None:
+    backend = GuardedBackend(GuardPolicy(allow=parse_allow_list("127.0.0.0/8")))
+    with pytest.raises(DisallowedURL):
+        await backend.connect_tcp("127.0.0.1", 99999)
+
+
+class RaisingResolver:
+    """A resolver whose lookup fails the way getaddrinfo and the idna codec do for odd input."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def resolve(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnicodeError("label too long"),  # the idna codec, for a label over 63 characters
+        ValueError("embedded null character"),
+        OverflowError("Python int too large to convert to C long"),
+    ],
+)
+async def test_resolver_errors_that_are_not_oserror_are_resolution_failed(error: Exception) -> None:
+    async with client_for(RaisingResolver(error), RecordingDialer()) as client:
+        with pytest.raises(ResolutionFailed, match="could not resolve registry.example.com") as caught:
+            await client.get("https://registry.example.com/v2/")
+    assert caught.value.host == "registry.example.com"
+
+
+class RaisingDialer(RecordingDialer):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def connect_tcp(
+        self, host: str, port: int, *args: object, **kwargs: object
+    ) -> httpcore.AsyncNetworkStream:
+        self.dialed.append((host, port))
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [OverflowError("port must be 0-65535."), ValueError("bad address"), UnicodeError("x")]
+)
+async def test_dial_errors_that_are_not_oserror_are_connect_errors(error: Exception) -> None:
+    resolver = ScriptedResolver.static({"registry.example.com": [PUBLIC_V4, "8.8.4.4"]})
+    dialer = RaisingDialer(error)
+    async with client_for(resolver, dialer) as client:
+        with pytest.raises(httpx.ConnectError, match="could not connect"):
+            await client.get("https://registry.example.com/v2/")
+    assert dialer.dialed == [(PUBLIC_V4, 443), ("8.8.4.4", 443)]  # each checked address is tried

@@ -127,6 +127,8 @@ class FakeServer:
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((bind, 0))
         self._listener.listen(64)
+        # Set here, not in the accept thread: a fake stopped before that thread runs closes the socket.
+        self._listener.settimeout(0.05)
         self.port: int = self._listener.getsockname()[1]
         self.host = f"[{bind}]:{self.port}" if ":" in bind else f"{bind}:{self.port}"
         self.url = f"{'https' if tls else 'http'}://{self.host}"
@@ -158,7 +160,6 @@ class FakeServer:
     # -- serving --
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(0.05)
         while not self._stopping.is_set():
             try:
                 conn, _address = self._listener.accept()

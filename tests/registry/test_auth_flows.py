@@ -25,7 +25,7 @@ from guara.registry import (
     RegistryError,
     UnsupportedChallenge,
 )
-from guara.registry.auth import TOKEN_REQUEST
+from guara.registry.auth import TOKEN_REQUEST, check_realm
 from guara.registry.transport import BODY_LIMIT
 
 REGISTRY = Origin.of("https://registry.example.com")
@@ -294,6 +294,33 @@ def test_plain_http_realm_is_refused_before_any_request() -> None:
 def test_malformed_realms(realm: str) -> None:
     with pytest.raises((UnsupportedChallenge, InsecureURLRefused)):
         bearer(realm=realm)
+
+
+@pytest.mark.parametrize(
+    ("realm", "reason"),
+    [
+        ("https://xn--a-.example/token", "not a valid host name"),  # httpx: IDNAError on .host
+        ("https://xn--zz.example/token", "internationalized"),
+        ("https://a.xn--zz/token", "internationalized"),
+        ("https://auth.example.com:99999/token", "port 99999"),  # sockets: OverflowError
+        ("https://auth.example.com:65536/token", "port 65536"),  # getaddrinfo wraps it to 0
+        ("https://auth.example.com:0/token", "port 0"),
+        ("https://0177.0.0.1/token", "malformed"),  # httpx: InvalidURL
+        ("https://127.1/token", "IPv4"),  # the C resolver would read 127.0.0.1
+        ("https://[fe80::1%25eth0]/token", "zone"),
+    ],
+)
+def test_realms_with_hostile_hosts_or_ports_are_refused_with_a_reason(realm: str, reason: str) -> None:
+    with pytest.raises(UnsupportedChallenge, match="token server URL") as caught:
+        check_realm(realm)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "realm", ["https://bücher.example/token", "https://xn--bcher-kva.example/t", "https://[2001:db8::1]/t"]
+)
+def test_internationalized_and_ipv6_realms_are_fine(realm: str) -> None:
+    assert check_realm(realm).scheme == "https"
 
 
 # -- bearer: 401 after the token --

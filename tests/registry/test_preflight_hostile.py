@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from guara.registry import PreflightCode, PreflightResult, preflight
+from tests.netguard.doubles import ScriptedResolver
 from tests.registry.conftest import LOOPBACK_ONLY, Fakes
 from tests.registry.fakes import (
     MANIFEST,
@@ -555,3 +556,90 @@ async def test_a_retry_after_that_is_not_ascii_digits_is_ignored(fakes: Fakes, l
     registry = fakes.start(lambda seen: Reply(429, [("Retry-After", "\xb2")], b""))
     result = await run(lab_ca_file, f"{registry.host}/acme/api:v1")
     assert result.code is PreflightCode.NETWORK_ERROR
+
+
+# -- hostile hosts and ports in what the registry sends (redirects, realms) --
+
+
+@pytest.fixture
+def no_dns() -> ScriptedResolver:
+    """Every case below is refused before any lookup: a resolver double that knows no name makes
+    sure a regression could not send a DNS query for these names either."""
+    return ScriptedResolver({})
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("https://xn--a-.example/v2/", "IDNA"),  # httpx raised IDNAError while following it
+        ("https://xn--zz.example/v2/", "IDNA"),
+        ("https://a.xn--zz/v2/", "internationalized"),
+        ("https://0177.0.0.1/v2/", "malformed URL"),  # httpx: not a URL at all
+        ("https://127.1/v2/", "IPv4"),
+        ("https://127.0.0.1:99999/v2/", "port 99999"),  # sockets raised OverflowError
+        ("https://127.0.0.1:65536/v2/", "port 65536"),
+        ("https://127.0.0.1:0/v2/", "port 0"),
+    ],
+)
+async def test_a_redirect_to_a_hostile_host_or_port_is_a_network_error(
+    fakes: Fakes, lab_ca_file: Path, no_dns: ScriptedResolver, location: str, reason: str
+) -> None:
+    registry = fakes.start(lambda seen: Reply.redirect(location, status=307))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", resolver=no_dns)
+    assert result.code is PreflightCode.NETWORK_ERROR, result
+    assert reason in result.message
+    assert "redirect" in result.message
+    assert no_dns.calls == []
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [("https://xn--a-.example/token", "IDNA"), ("https://127.0.0.1:99999/token", "port 99999")],
+)
+async def test_a_token_server_redirecting_to_a_hostile_host_or_port(
+    fakes: Fakes, lab_ca_file: Path, no_dns: ScriptedResolver, location: str, reason: str
+) -> None:
+    auth = fakes.start(lambda seen: Reply.redirect(location))
+    registry = fakes.start(registry_with_realm(auth.url + "/token"))
+    result = await run(
+        lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD, resolver=no_dns
+    )
+    assert result.code is PreflightCode.NETWORK_ERROR, result
+    assert reason in result.message
+    assert no_dns.calls == []
+
+
+@pytest.mark.parametrize(
+    ("realm", "reason"),
+    [
+        ("https://xn--a-.example/token", "not a valid host name"),
+        ("https://a.xn--zz/token", "internationalized"),
+        ("https://127.0.0.1:99999/token", "port 99999"),
+        ("https://127.0.0.1:65536/token", "port 65536"),
+        ("https://127.0.0.1:0/token", "port 0"),
+        ("https://999.1.1.1/token", "malformed"),
+    ],
+)
+async def test_a_realm_on_a_hostile_host_or_port_is_a_network_error(
+    fakes: Fakes, lab_ca_file: Path, no_dns: ScriptedResolver, realm: str, reason: str
+) -> None:
+    registry = fakes.start(registry_with_realm(realm))
+    result = await run(
+        lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD, resolver=no_dns
+    )
+    assert result.code is PreflightCode.NETWORK_ERROR, result
+    assert "token server URL" in result.message
+    assert reason in result.message
+    assert no_dns.calls == []
+
+
+@pytest.mark.parametrize(("username", "password"), [("alice", "pa\ud800ss"), ("al\udcffice", PASSWORD)])
+async def test_credentials_that_are_not_unicode_text_fail_as_auth_failed(
+    fakes: Fakes, lab_ca_file: Path, username: str, password: str
+) -> None:
+    # A lone surrogate (from JSON escapes or surrogateescape'd stdin) cannot be encoded for Basic.
+    registry = fakes.start(lambda seen: Reply.errors(401, "UNAUTHORIZED", "auth", [BASIC_CHALLENGE]))
+    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=username, password=password)
+    assert result.code is PreflightCode.AUTH_FAILED, result
+    assert "\ud800" not in result.message and "\udcff" not in result.message
+    assert registry.connections == 0  # refused before anything is sent

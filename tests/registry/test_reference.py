@@ -66,6 +66,14 @@ VALID = [
     ("x:" + "t" * 128, "docker.io", "library/x", "t" * 128, None),
     ("busybox@sha512:" + "b" * 128, "docker.io", "library/busybox", None, "sha512:" + "b" * 128),
     ("localhost:5000", "docker.io", "library/localhost", "5000", None),  # docker's reading, too
+    # numeric hosts: a dotted quad is an address; numeric labels elsewhere are ordinary labels
+    ("0.0.0.0:5000/x", "0.0.0.0:5000", "x", "latest", None),
+    ("255.255.255.255/x", "255.255.255.255", "x", "latest", None),
+    ("1.2.3.example/x", "1.2.3.example", "x", "latest", None),
+    ("2130706433/x", "docker.io", "2130706433/x", "latest", None),  # no dot: a Docker Hub namespace
+    # IDNA names written as valid A-labels
+    ("xn--bcher-kva.example/x", "xn--bcher-kva.example", "x", "latest", None),
+    ("registry.xn--55qx5d:5000/x", "registry.xn--55qx5d:5000", "x", "latest", None),
 ]
 
 INVALID = [
@@ -107,6 +115,22 @@ INVALID = [
     "x" * 2000,
     # a one-part Docker Hub name gets library/ before the 255 check
     "a" * 250,
+    # a host ending in a number must be a plain dotted quad (httpx raised InvalidURL on these)
+    "0177.0.0.1/x",
+    "127.000.000.001/x",
+    "999.1.1.1/x",
+    "256.256.256.256/x",
+    "1.2.3.04/x",
+    "127.1/x",
+    "1.2.3/x",
+    "1.2.3.4.5/x",
+    "0x7f.0.0.1/x",
+    "example.0x1f/x",
+    "example.123/x",
+    # xn-- labels that are not IDNA (httpx raised IDNAError on these)
+    "xn--zz.example/x",
+    "a.xn--zz/x",
+    "xn--bcher-kva.ab--c/x",
 ]
 
 
@@ -178,6 +202,9 @@ REGISTRIES = [
     ("[::1]:5000", "[::1]:5000", "https"),
     ("https://[2001:db8::1]", "[2001:db8::1]", "https"),
     ("registry.gitlab.com", "registry.gitlab.com", "https"),
+    ("10.0.0.1:5000", "10.0.0.1:5000", "https"),  # an address; the network guard judges it later
+    ("1e3.example", "1e3.example", "https"),
+    ("https://xn--bcher-kva.example", "xn--bcher-kva.example", "https"),
 ]
 
 BAD_REGISTRIES = [
@@ -200,6 +227,19 @@ BAD_REGISTRIES = [
     "-bad.example.com",
     "bücher.example",
     "ghcr.io\n",
+    "0177.0.0.1",
+    "https://127.000.000.001",
+    "999.1.1.1:5000",
+    "256.256.256.256",
+    "1.2.3.04",
+    "127.1",
+    "2130706433",
+    "0x7f000001",
+    "1.2.3.4.",
+    "xn--zz",
+    "xn--a-.example",
+    "xn--.example",
+    "[fe80::1%eth0]:5000",
 ]
 
 
@@ -259,3 +299,17 @@ def test_same_registry_against_references() -> None:
     assert same_registry(parse_image_reference("busybox"), "registry-1.docker.io")
     assert same_registry(parse_image_reference("Foo/bar"), "foo")
     assert not same_registry(parse_image_reference("acme/api"), "ghcr.io")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0177.0.0.1/x", "not a valid IPv4 address: write four numbers from 0 to 255 without leading zeros"),
+        ("xn--zz.example/x", "not a valid internationalized host name"),
+    ],
+)
+def test_hostile_hosts_are_explained(text: str, message: str) -> None:
+    with pytest.raises(InvalidReference, match=message):
+        parse_image_reference(text)
+    with pytest.raises(InvalidRegistry, match=message):
+        parse_registry(text.removesuffix("/x"))

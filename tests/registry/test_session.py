@@ -18,6 +18,7 @@ from guara.registry import (
     DigestMismatch,
     ImageReference,
     InsecureURLRefused,
+    InvalidRegistry,
     ManifestNotFound,
     RegistrySession,
     ResponseTooLarge,
@@ -206,3 +207,12 @@ async def test_one_deadline_for_the_whole_session(fakes: Fakes, lab_ca_file: Pat
             await session.head_manifest()
         with pytest.raises(DeadlineExceeded):  # spent: later calls fail at once
             await session.get_manifest()
+
+
+@pytest.mark.parametrize("host", ["0177.0.0.1", "999.1.1.1:5000", "xn--zz.example"])
+async def test_a_hand_built_location_on_a_hostile_host_is_an_invalid_registry(
+    host: str, lab_ca_file: Path
+) -> None:
+    # ImageReference skips the parser when built by hand; httpx raised InvalidURL/IDNAError here.
+    with pytest.raises(InvalidRegistry, match="invalid registry host"):
+        session_for(ImageReference(host, "acme/api", "v1", None), lab_ca_file)

@@ -61,12 +61,21 @@ JWT = f"{b64url_json({'alg': 'HS256', 'typ': 'JWT'})}.{b64url_json({'sub': 'bob'
         ("http://user:p@ss@host:5000/x?y=z@w", "http://[REDACTED]@host:5000/x?y=z@w"),
         (
             "GET /token?scope=repository:a:pull&password=hunter2&account=bob",
-            "GET /token?scope=repository:a:pull&password=[REDACTED]&account=bob",
+            "GET /token?scope=repository:a:pull&password=[REDACTED]&account=[REDACTED]",
         ),
+        # what httpx logs at INFO for every token exchange: the registry user name in the query
+        (
+            "HTTP Request: GET https://auth.example/token?service=registry&scope=repository%3Aacme%2Fapi"
+            '%3Apull&account=alice%40example.com "HTTP/1.1 200 OK"',
+            "HTTP Request: GET https://auth.example/token?service=registry&scope=repository%3Aacme%2Fapi"
+            '%3Apull&account=[REDACTED] "HTTP/1.1 200 OK"',
+        ),
+        ("/token?account=robot%24ci&scope=x", "/token?account=[REDACTED]&scope=x"),
+        ("https://alice@registry.example.com/v2/", "https://[REDACTED]@registry.example.com/v2/"),
         ("access_token=abc123&expires_in=300", "access_token=[REDACTED]&expires_in=300"),
         (
             "grant_type=password&username=bob&password=s%40cret",
-            "grant_type=password&username=bob&password=[REDACTED]",
+            "grant_type=password&username=[REDACTED]&password=[REDACTED]",
         ),
         (
             "refresh_token=r1 id_token=i2 client_secret=c3",
@@ -80,9 +89,13 @@ JWT = f"{b64url_json({'alg': 'HS256', 'typ': 'JWT'})}.{b64url_json({'sub': 'bob'
         ('{"access_token":"a\\"b","x":1}', '{"access_token":"[REDACTED]","x":1}'),
         (
             "{'registry_password': 'pa\\'ss', 'username': 'bob'}",
-            "{'registry_password': '[REDACTED]', 'username': 'bob'}",
+            "{'registry_password': '[REDACTED]', 'username': '[REDACTED]'}",
         ),
-        ("Creds(username='bob', password='pa ss')", "Creds(username='bob', password=[REDACTED])"),
+        ("Creds(username='bob', password='pa ss')", "Creds(username=[REDACTED], password=[REDACTED])"),
+        (
+            '{"registry_username": "bob", "account": "bob"}',
+            '{"registry_username": "[REDACTED]", "account": "[REDACTED]"}',
+        ),
         (
             'body: {"user": "bob", "password": "hunter2-cut-sh',
             'body: {"user": "bob", "password": "[REDACTED]',
@@ -105,6 +118,8 @@ def test_patterns_are_redacted(text: str, expected: str) -> None:
         "user bob@example.com logged in from 203.0.113.7",
         "password reset requested for bob",
         "token bucket has 5 tokens left",
+        "accounts: 3, usernames are shown masked",
+        "account_id=42 username_masked=bo•••b",
         "preflight ok: code=None elapsed_ms=120",
     ],
 )
@@ -357,7 +372,8 @@ def test_installed_redaction_scrubs_real_httpx_logs(restore_logging: None) -> No
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"token": JWT}))
     with httpx.Client(transport=transport) as client:
         response = client.get(
-            "https://alice:url-s3cr3t@127.0.0.1/token?service=registry&access_token=query-s3cr3t",
+            "https://alice:url-s3cr3t@127.0.0.1/token?service=registry&access_token=query-s3cr3t"
+            "&account=registry-user-7",
             headers={"Authorization": "Bearer header-s3cr3t"},
         )
     logging.getLogger("tests.secrets").warning("token response: %s", response.text)
@@ -365,8 +381,8 @@ def test_installed_redaction_scrubs_real_httpx_logs(restore_logging: None) -> No
     output = stream.getvalue()
     assert (
         f"httpx HTTP Request: GET https://{REDACTED}@127.0.0.1/token?service=registry&access_token={REDACTED}"
-        in output
+        f"&account={REDACTED}" in output
     )
     assert f'token response: {{"token":"{REDACTED}"}}' in output
-    for secret in ("url-s3cr3t", "query-s3cr3t", "header-s3cr3t", JWT[:20]):
+    for secret in ("url-s3cr3t", "query-s3cr3t", "header-s3cr3t", JWT[:20], "registry-user-7", "alice"):
         assert secret not in output

@@ -16,13 +16,14 @@ import anyio
 import httpcore
 
 from .addresses import IPAddress, parse_host_literal
-from .errors import DestinationBlocked, ResolutionFailed
+from .errors import DestinationBlocked, DisallowedURL, ResolutionFailed
 from .policy import METADATA_NAME, METADATA_NAMES, GuardPolicy, classify
 from .resolver import Resolver, SystemResolver
 
 logger = logging.getLogger("guara.netguard")
 
 LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
+MIN_PORT, MAX_PORT = 1, 65535
 
 # True while the guard dials an address it has checked; the test suite's socket audit reads it to
 # prove every outbound socket went through here.
@@ -32,6 +33,14 @@ _GUARDED_DIAL: contextvars.ContextVar[bool] = contextvars.ContextVar("guara_netg
 def inside_guarded_dial() -> bool:
     """Whether the current context is the guard dialing a checked address."""
     return _GUARDED_DIAL.get()
+
+
+def check_port(port: int) -> None:
+    """Refuse a port outside 1-65535: getaddrinfo silently wraps such a port (99999 becomes 34463)
+    and connect raises OverflowError."""
+    if not MIN_PORT <= port <= MAX_PORT:
+        shown = str(port) if abs(port) < 10**6 else "this large"
+        raise DisallowedURL(f"port {shown} is not a TCP port (1 to 65535)")
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -62,6 +71,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 addresses = await self._resolver.resolve(host, port)
             except OSError as exc:
                 raise ResolutionFailed(host, exc.strerror or str(exc) or type(exc).__name__) from exc
+            except (ValueError, OverflowError) as exc:  # ValueError includes the idna codec's UnicodeError
+                detail = f"not a name the resolver accepts ({type(exc).__name__})"
+                raise ResolutionFailed(host, detail) from exc
             if not addresses:
                 raise ResolutionFailed(host, "no addresses in the answer")
         unique = list(dict.fromkeys(addresses))
@@ -82,6 +94,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        check_port(port)
         # One deadline for resolution and dialing: httpcore's connect timeout.
         deadline = None if timeout is None else anyio.current_time() + timeout
         try:
@@ -104,6 +117,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 )
             except httpcore.ConnectError as exc:
                 last_error = exc  # try the next checked address; a timeout ends the attempt
+            except (ValueError, OverflowError) as exc:
+                # Socket layers raise these for arguments they refuse; to httpcore it is a failed connect.
+                last_error = httpcore.ConnectError(
+                    f"could not connect to {address} port {port} ({type(exc).__name__})"
+                )
+                last_error.__cause__ = exc
             finally:
                 _GUARDED_DIAL.reset(token)
         assert last_error is not None

@@ -4,7 +4,8 @@ Error tree (catch the root to handle every refusal)::
 
     NetGuardError                 root of every guard error
      ├── DisallowedURL            the URL itself is refused: scheme other than http/https,
-     │                            credentials (userinfo) in the URL, or no host
+     │                            credentials (userinfo) in the URL, no host, or a port
+     │                            outside 1-65535
      ├── DestinationBlocked       the host is, or resolves to, an address the guard refuses
      │                            (.host, .address, .reason)
      └── ResolutionFailed         the host name did not resolve (DNS failure or no answers)

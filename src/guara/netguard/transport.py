@@ -7,7 +7,7 @@ import ssl
 import httpcore
 import httpx
 
-from .backend import GuardedBackend
+from .backend import GuardedBackend, check_port
 from .errors import DisallowedURL
 from .policy import GuardPolicy
 
@@ -24,6 +24,8 @@ def validate_url(url: httpx.URL) -> None:
         raise DisallowedURL("the URL has no host")
     if url.userinfo:
         raise DisallowedURL(f"URLs with embedded credentials are refused (host {url.host})")
+    if url.port is not None:
+        check_port(url.port)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):

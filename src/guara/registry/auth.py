@@ -32,6 +32,7 @@ from .errors import (
     RegistryError,
     UnsupportedChallenge,
 )
+from .hosts import url_problem
 from .responses import load_json, parse_diagnostics, parse_retry_after
 from .transport import BODY_LIMIT, DEFAULT_BODY_LIMIT, SECRET_BODY_ORIGIN, origin_of
 
@@ -79,6 +80,11 @@ class Credentials:
             raise InvalidCredentials("a user name cannot contain ':' in HTTP Basic authentication")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.username):
             raise InvalidCredentials("the user name contains control characters")
+        # Basic sends UTF-8: a lone surrogate (a JSON escape, surrogateescape'd input) cannot be sent.
+        if not _is_text(self.username):
+            raise InvalidCredentials("the user name is not valid Unicode text")
+        if not _is_text(self.password.get_secret_value()):
+            raise InvalidCredentials("the password is not valid Unicode text", field="password")
 
     @classmethod
     def of(cls, username: str | None, password: str | SecretStr | None) -> Credentials | None:
@@ -96,6 +102,14 @@ class Credentials:
     @property
     def is_identity_token(self) -> bool:
         return self.username == IDENTITY_TOKEN_USERNAME
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _ReadsTokenAnswers(httpx.Auth):
@@ -163,22 +177,29 @@ class Token:
 
 
 def check_realm(realm: str, *, allow_http: bool = False) -> httpx.URL:
-    """Validate a challenge's realm before anything is sent to it."""
+    """Validate a challenge's realm before anything is sent to it; raises only registry errors.
+
+    The host and port are held to the rule user input follows (``hosts.url_problem``): a realm is
+    whatever any registry on the internet chose to send."""
     if not realm:
         raise UnsupportedChallenge("the registry's Bearer challenge has no realm (token server URL)")
     try:
         url = httpx.URL(realm)
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, UnicodeError) as exc:  # UnicodeError: idna's, for non-ASCII hosts
         raise UnsupportedChallenge("the registry's token server URL (realm) is malformed") from exc
     if url.scheme == "http" and not allow_http:
         raise InsecureURLRefused(
             f"the registry's token server http://{url.netloc.decode('ascii', 'replace')} is plain HTTP; "
             "credentials are only sent over https"
         )
-    if url.scheme not in ("https", "http") or not url.host:
+    # raw_host, not host: httpx decodes an xn-- host on .host and raises there when it is not IDNA.
+    if url.scheme not in ("https", "http") or not url.raw_host:
         raise UnsupportedChallenge("the registry's token server URL (realm) must be an https URL")
     if url.userinfo:
         raise UnsupportedChallenge("the registry's token server URL (realm) contains credentials")
+    problem = url_problem(url)
+    if problem is not None:
+        raise UnsupportedChallenge(f"the registry's token server URL (realm) is not usable: {problem}")
     return url.copy_with(fragment=None)
 
 

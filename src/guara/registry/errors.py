@@ -5,7 +5,7 @@ Error tree (catch the root to handle every failure of this package)::
     RegistryClientError             root of every error raised by guara.registry
      ├── InvalidReference           (also ValueError) malformed image reference
      ├── InvalidRegistry            (also ValueError) malformed registry host/URL, or not the image's registry
-     ├── InvalidCredentials         (also ValueError) a user name HTTP Basic cannot carry
+     ├── InvalidCredentials         (also ValueError) a user name or password HTTP Basic cannot carry (.field)
      ├── TrustStoreError            the extra CA file cannot be read or holds no certificate
      ├── DestinationRefused         the network guard refused a destination (.host, .blocked, .reason)
      ├── NameResolutionFailed       a host name did not resolve (.host)
@@ -51,7 +51,12 @@ class InvalidRegistry(RegistryClientError, ValueError):
 
 
 class InvalidCredentials(RegistryClientError, ValueError):
-    """The credentials cannot be sent at all (e.g. a ':' in the user name)."""
+    """The credentials cannot be sent at all (e.g. a ':' in the user name). ``field`` says which:
+    ``"username"`` or ``"password"``."""
+
+    def __init__(self, message: str, *, field: str = "username") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TrustStoreError(RegistryClientError):

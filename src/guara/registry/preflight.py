@@ -13,7 +13,7 @@ unreachable (registry host); /v2/ neither 200 nor 401
 credentials rejected: token server 401/403, Basic re-check  auth_failed
 401/403, manifest 403, 401 ``invalid_token``; credentials
 needed but none given (incl. anonymous 401 on the manifest);
-a user name HTTP Basic cannot carry
+a user name or password HTTP Basic cannot carry
 manifest 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN; 401 after   manifest_not_found
 the credentials were accepted ("missing, or these
 credentials cannot read it")
@@ -21,6 +21,7 @@ the deadline passed (one budget for all requests)           timeout
 the guard refused an address (registry, realm, redirect)    ssrf_blocked
 DNS failure, TLS failure, reset, malformed or oversized     network_error
 answers, redirect loops, plain-http realm or redirect,
+a realm or redirect on an invalid host or port,
 429 rate limiting, 5xx, connect failure to a host other
 than the registry, an unreadable CA file (TrustStoreError)
 ==========================================================  ====================
@@ -263,7 +264,7 @@ def _classify(exc: RegistryClientError, context: FailureContext) -> tuple[Prefli
     if isinstance(exc, InvalidRegistry):
         return code.INVALID_URL, f"the registry URL is invalid: {detail}"
     if isinstance(exc, InvalidCredentials):
-        return code.AUTH_FAILED, f"{detail}; check the username"
+        return code.AUTH_FAILED, f"{detail}; check the {exc.field}"
     if isinstance(exc, TrustStoreError):
         return code.NETWORK_ERROR, f"{detail}; the operator's CA file (GUARA_EXTRA_CA_FILE) needs fixing"
     if isinstance(exc, DestinationRefused):

@@ -3,12 +3,13 @@
 The reference grammar is distribution/reference's, through the ``docker-image-py`` port; this module
 wraps it and closes its gaps: trailing newlines and control characters (its patterns end in ``$``),
 IPv6 literals it does not check (``[::::]``), ports above 65535, host labels over 63 characters, the
-other Docker Hub aliases (``registry-1.docker.io``) and ``ValueError`` compatibility.
+other Docker Hub aliases (``registry-1.docker.io``) and ``ValueError`` compatibility. Hosts are judged
+by ``hosts.authority_problem``, the rule realms and redirects are held to as well: it refuses the
+numeric hosts the grammar takes for names (``0177.0.0.1``, ``999.1.1.1``) and invalid ``xn--`` labels.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from docker_image import digest as _digest_mod
 from docker_image import reference as _reference_mod
 
 from .errors import InvalidReference, InvalidRegistry
+from .hosts import authority_problem
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -25,11 +27,7 @@ OFFICIAL_NAMESPACE = "library"
 
 MAX_REFERENCE_LENGTH = 1024  # far above any valid reference; bounds the regex work on hostile input
 MAX_PATH_LENGTH = 255
-MAX_HOSTNAME_LENGTH = 253
-MAX_LABEL_LENGTH = 63
 
-_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")
-_PORT = re.compile(r"[0-9]{1,5}\Z")
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*\Z")
 
 
@@ -215,37 +213,10 @@ def _canonical_registry(authority: str) -> str:
 
 
 def _check_authority(authority: str, error: type[ValueError]) -> None:
-    """Validate ``host[:port]``: DNS name or IPv4 or [IPv6], port 1-65535."""
-    if authority.startswith("["):
-        inside, close, after = authority[1:].partition("]")
-        if not close:
-            raise error(f"the registry host {authority!r} has an unclosed IPv6 bracket")
-        try:
-            ipaddress.IPv6Address(inside)
-        except ValueError as exc:
-            raise error(f"{inside!r} is not a valid IPv6 address") from exc
-        if after and not after.startswith(":"):
-            raise error(f"the registry host {authority!r} is malformed")
-        port_text = after[1:] if after else None
-    else:
-        host, colon, port_text_raw = authority.partition(":")
-        port_text = port_text_raw if colon else None
-        _check_hostname(host, error)
-    if port_text is not None and (not _PORT.match(port_text) or not 1 <= int(port_text) <= 65535):
-        raise error(f"the port in {authority!r} must be a number from 1 to 65535")
-
-
-def _check_hostname(host: str, error: type[ValueError]) -> None:
-    if not host:
-        raise error("the registry host is empty")
-    name = host[:-1] if host.endswith(".") else host
-    if len(name) > MAX_HOSTNAME_LENGTH:
-        raise error(f"the registry host is longer than {MAX_HOSTNAME_LENGTH} characters")
-    for label in name.split("."):
-        if len(label) > MAX_LABEL_LENGTH:
-            raise error(f"a label of the registry host is longer than {MAX_LABEL_LENGTH} characters")
-        if not _HOST_LABEL.match(label):
-            raise error(f"{host!r} is not a valid host name")
+    """Validate ``host[:port]`` by the one host rule (see ``hosts``): name, IPv4 or [IPv6], port 1-65535."""
+    problem = authority_problem(authority)
+    if problem is not None:
+        raise error(f"invalid registry host: {problem}")
 
 
 def _shown(text: str, limit: int = 80) -> str:

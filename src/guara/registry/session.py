@@ -16,6 +16,7 @@ from types import TracebackType
 
 import anyio
 import httpx
+import idna
 
 from guara import __version__
 from guara.netguard import (
@@ -40,6 +41,7 @@ from .errors import (
     DestinationRefused,
     DigestMismatch,
     InsecureURLRefused,
+    InvalidRegistry,
     ManifestNotFound,
     NameResolutionFailed,
     NotARegistry,
@@ -50,6 +52,7 @@ from .errors import (
     TLSFailed,
     UnsupportedChallenge,
 )
+from .hosts import authority_problem
 from .reference import ImageReference, RegistryLocation, same_registry
 from .responses import (
     MANIFEST_ACCEPT,
@@ -70,6 +73,8 @@ USER_AGENT = f"guara-registry/{__version__}"
 _CLOSE_GRACE_S = 0.25
 # A HEAD 404 has no body; a GET for the diagnostics (tag vs repository) gets at most this long.
 _DIAGNOSIS_BUDGET_S = 1.0
+# How httpx words the error when a redirect's Location is not a URL it can parse.
+_BAD_LOCATION = "Invalid URL in location header"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,10 @@ class RegistrySession:
             raise ValueError(f"{location} is not the registry of {image}")
         if location.scheme == "http" and not allow_http:
             raise InsecureURLRefused(f"{location} is plain HTTP; only https registries are allowed")
+        # A location built by hand skipped the parser: httpx would raise on such a host below.
+        problem = authority_problem(location.api_host)
+        if problem is not None:
+            raise InvalidRegistry(f"invalid registry host: {problem}")
         self.image = image
         self.location = location
         self.deadline = deadline
@@ -530,12 +539,19 @@ def _translate_errors() -> Iterator[None]:
         raise ProtocolViolation(f"could not build a valid request for {_host_of(exc)}") from exc
     except httpx.TransportError as exc:
         host = _host_of(exc)
+        if isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith(_BAD_LOCATION):
+            raise ProtocolViolation(f"{host} redirected to a malformed URL") from exc
         tls = _tls_cause(exc)
         if tls is not None:
             raise TLSFailed(f"TLS with {host} failed: {_describe_tls(tls)}", host=host) from exc
         raise ConnectionBroken(
             f"the connection to {host} broke ({type(exc).__name__}); the server closed or reset it",
             host=host,
+        ) from exc
+    except idna.IDNAError as exc:
+        # httpx decodes an xn-- host of a redirect target while following it, with idna.
+        raise ProtocolViolation(
+            "a redirect points to a host name that is not valid IDNA (a bad xn-- label)"
         ) from exc
     except httpx.StreamError as exc:
         raise ProtocolViolation(f"a response body could not be read ({type(exc).__name__})") from exc

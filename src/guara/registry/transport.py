@@ -5,6 +5,8 @@ last hop before the wire, it sees every request httpx sends, redirects and token
 so the rules hold without special cases:
 
 - only ``https`` (``http`` when explicitly allowed), checked again on each redirect hop;
+- the host and port of each hop follow the rule user input follows (``hosts.url_problem``): a
+  redirect to port 99999 or to a numeric host that is no dotted quad never reaches a socket;
 - ``Accept-Encoding: identity`` and no decoding: a capped compressed body cannot expand in memory;
 - every response body is capped (64 KiB unless the request asks for more via ``BODY_LIMIT``);
 - every request's timeouts are what is left of the shared deadline;
@@ -20,6 +22,7 @@ import httpx
 
 from .deadline import Deadline
 from .errors import InsecureURLRefused, ProtocolViolation, ResponseTooLarge
+from .hosts import url_problem
 
 # Request extension: the body cap, in bytes, for this request's response.
 BODY_LIMIT = "guara.body_limit"
@@ -49,6 +52,9 @@ class BoundedTransport(httpx.AsyncBaseTransport):
             raise InsecureURLRefused(
                 f"refusing {scheme}://{request.url.netloc.decode('ascii', 'replace')}: only https is allowed"
             )
+        problem = url_problem(request.url)
+        if problem is not None:
+            raise ProtocolViolation(f"a redirect points to an invalid address: {problem}")
         bound = request.extensions.get(SECRET_BODY_ORIGIN)
         if bound is not None and origin_of(request.url) != bound:
             raise InsecureURLRefused(

@@ -5,10 +5,12 @@ What is replaced by ``[REDACTED]``:
 - the value of an ``Authorization`` or ``Proxy-Authorization`` header, in header form
   (``Authorization: Basic ...``, up to the end of the line) or quoted in a dict/tuple repr or JSON;
   a well-known scheme word (Basic, Bearer, ...) is kept so the log still says which kind it was;
-- the userinfo of a URL (``https://user:pass@host`` becomes ``https://[REDACTED]@host``);
+- the userinfo of a URL, user name included (``https://user:pass@host`` and ``https://user@host``
+  become ``https://[REDACTED]@host``);
 - values of ``password``, ``passwd``, ``pwd``, ``secret``, ``client_secret``, ``token``, ``access_token``,
-  ``refresh_token``, ``id_token``, ``api_key``, ``apikey`` (also with a prefix such as
-  ``registry_password``) as ``name=value`` query, form or keyword text, and as quoted keys in
+  ``refresh_token``, ``id_token``, ``api_key``, ``apikey``, and of the user-name fields ``username``
+  and ``account`` (the token request's query parameter), also with a prefix such as
+  ``registry_password``, as ``name=value`` query, form or keyword text, and as quoted keys in
   JSON or dict reprs;
 - JWT-looking strings (``eyJ...`` ``.`` ``eyJ...`` ``.`` signature);
 - every string registered with ``register_secret`` in the current context, plus its percent-encoded,
@@ -38,9 +40,13 @@ from pydantic import SecretStr
 REDACTED = "[REDACTED]"
 
 _KNOWN_SCHEMES = frozenset({"basic", "bearer", "digest", "token", "negotiate", "ntlm"})
-_SENSITIVE_NAMES = (
-    r"(?:password|passwd|pwd|client_secret|secret|access_token|refresh_token|id_token|token|api_key|apikey)"
+_CREDENTIAL_FIELDS = (
+    r"password|passwd|pwd|client_secret|secret|access_token|refresh_token|id_token|token|api_key|apikey"
 )
+# Registry user names are not secrets, but they name people and robot accounts, and every token
+# request carries one (``account=``) in the URL httpx logs at INFO: logs never need them.
+_IDENTITY_NAMES = r"username|account"
+_SENSITIVE_NAMES = rf"(?:{_CREDENTIAL_FIELDS}|{_IDENTITY_NAMES})"
 _ALREADY_REDACTED = re.escape(REDACTED)
 
 # A quoted value ends at its closing quote, or at the end of the line when a log cut it short.
