@@ -13,15 +13,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from guara import ratelimit
-from guara.ratelimit import PreflightLimiter
+from guara.ratelimit import RateLimiter
 
 
-def _exhaust(limiter: PreflightLimiter, user: str) -> list[int | None]:
+def _exhaust(limiter: RateLimiter, user: str) -> list[int | None]:
     return [limiter.hit(user) for _ in range(6)]
 
 
 def test_memory_limit_is_five_per_minute_per_user() -> None:
-    limiter = PreflightLimiter()
+    limiter = RateLimiter()
     assert limiter.backend == "memory"
     results = _exhaust(limiter, "u1")
     assert results[:5] == [None] * 5
@@ -32,8 +32,8 @@ def test_memory_limit_is_five_per_minute_per_user() -> None:
 @pytest.mark.redis
 def test_redis_limit_is_shared_between_limiters(redis_url: str) -> None:
     user = f"user-{uuid.uuid4()}"
-    process_a = PreflightLimiter(redis_url)
-    process_b = PreflightLimiter(redis_url)
+    process_a = RateLimiter(redis_url)
+    process_b = RateLimiter(redis_url)
     assert process_a.backend == "redis"
     assert [process_a.hit(user) for _ in range(3)] == [None] * 3
     assert [process_b.hit(user) for _ in range(2)] == [None] * 2
@@ -48,7 +48,7 @@ def test_a_hung_redis_is_asked_once_per_outage_not_once_per_request() -> None:
     mute.bind(("127.0.0.1", 0))
     mute.listen(64)
     try:
-        limiter = PreflightLimiter(f"redis://127.0.0.1:{mute.getsockname()[1]}/0")
+        limiter = RateLimiter(f"redis://127.0.0.1:{mute.getsockname()[1]}/0")
         results = _exhaust(limiter, "u1")
         mute.settimeout(0.1)
         attempts = 0
@@ -66,7 +66,7 @@ def test_a_hung_redis_is_asked_once_per_outage_not_once_per_request() -> None:
 
 
 def test_redis_outage_falls_back_to_a_per_process_limit(caplog: pytest.LogCaptureFixture) -> None:
-    limiter = PreflightLimiter("redis://:sekrit-pw@127.0.0.1:1/0")
+    limiter = RateLimiter("redis://:sekrit-pw@127.0.0.1:1/0")
     with caplog.at_level(logging.WARNING, logger="guara.ratelimit"):
         results = _exhaust(limiter, "u1")
     assert results[:5] == [None] * 5
@@ -140,7 +140,7 @@ def redis_proxy(redis_url: str) -> Iterator[CuttableProxy]:
 @pytest.mark.redis
 def test_an_outage_does_not_hand_out_a_fresh_window(redis_proxy: CuttableProxy) -> None:
     user = f"user-{uuid.uuid4()}"
-    limiter = PreflightLimiter(redis_proxy.url)
+    limiter = RateLimiter(redis_proxy.url)
     assert [limiter.hit(user) for _ in range(3)] == [None] * 3
     redis_proxy.cut()
     # 2 more in this minute, not 5: the per-process window already holds the 3 it admitted.
@@ -156,7 +156,7 @@ def test_redis_coming_back_empty_does_not_hand_out_a_fresh_window(
     monkeypatch.setattr(ratelimit, "REDIS_RETRY_AFTER_S", 0.0)  # ask Redis again on every hit
     user = f"user-{uuid.uuid4()}"
     redis_proxy.cut()
-    limiter = PreflightLimiter(redis_proxy.url)
+    limiter = RateLimiter(redis_proxy.url)
     assert [limiter.hit(user) for _ in range(5)] == [None] * 5  # counted in this process only
     redis_proxy.restore()
     assert limiter.hit(user) is not None  # Redis has never seen them; this process has
@@ -167,8 +167,8 @@ def test_redis_coming_back_empty_does_not_hand_out_a_fresh_window(
 def test_during_an_outage_each_process_admits_at_most_the_limit(redis_proxy: CuttableProxy) -> None:
     """What the README promises for N replicas: 5 a minute per process, so at most 5 times N in all."""
     user = f"user-{uuid.uuid4()}"
-    process_a = PreflightLimiter(redis_proxy.url)
-    process_b = PreflightLimiter(redis_proxy.url)
+    process_a = RateLimiter(redis_proxy.url)
+    process_b = RateLimiter(redis_proxy.url)
     assert [process_a.hit(user) for _ in range(3)] == [None] * 3
     assert [process_b.hit(user) for _ in range(2)] == [None] * 2
     assert process_a.hit(user) is not None and process_b.hit(user) is not None  # shared: 5 used

@@ -21,7 +21,7 @@ from guara.ratelimit import (
     PREFLIGHTS_PER_MINUTE,
     PROBES_PER_MINUTE,
     SIGN_INS_PER_MINUTE,
-    PreflightLimiter,
+    RateLimiter,
 )
 from guara.registry import RegistryOptions
 from guara.secrets import MasterKeyring, ensure_key_file, load_keyring
@@ -35,21 +35,21 @@ class Limiters:
     """The per-user limits, each its own window (a namespace in the shared store)."""
 
     # Test Connection and every verified save: the seed's 5 a minute.
-    preflight: PreflightLimiter
+    preflight: RateLimiter
     # The wizard's anonymous "is this image private?" check.
-    probe: PreflightLimiter
-    deploy: PreflightLimiter
+    probe: RateLimiter
+    deploy: RateLimiter
     # Keyed by account and client address, not by user.
-    sign_in: PreflightLimiter
+    sign_in: RateLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
         url = settings.redis_url
         return cls(
-            preflight=PreflightLimiter(url, per_minute=PREFLIGHTS_PER_MINUTE, namespace="preflight"),
-            probe=PreflightLimiter(url, per_minute=PROBES_PER_MINUTE, namespace="probe"),
-            deploy=PreflightLimiter(url, per_minute=DEPLOYS_PER_MINUTE, namespace="deploy"),
-            sign_in=PreflightLimiter(url, per_minute=SIGN_INS_PER_MINUTE, namespace="sign-in"),
+            preflight=RateLimiter(url, per_minute=PREFLIGHTS_PER_MINUTE, namespace="preflight"),
+            probe=RateLimiter(url, per_minute=PROBES_PER_MINUTE, namespace="probe"),
+            deploy=RateLimiter(url, per_minute=DEPLOYS_PER_MINUTE, namespace="deploy"),
+            sign_in=RateLimiter(url, per_minute=SIGN_INS_PER_MINUTE, namespace="sign-in"),
         )
 
 

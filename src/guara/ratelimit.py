@@ -38,7 +38,7 @@ SIGN_INS_PER_MINUTE = 10
 REDIS_RETRY_AFTER_S = 30.0
 
 
-class PreflightLimiter:
+class RateLimiter:
     """A per-key moving window; ``namespace`` keeps separate limits apart in one store."""
 
     def __init__(

@@ -20,9 +20,9 @@ from guara.registry import (
     InsecureURLRefused,
     Origin,
     ProtocolViolation,
-    RateLimited,
     RegistryBasicAuth,
     RegistryError,
+    TooManyRequests,
     UnsupportedChallenge,
 )
 from guara.registry.auth import TOKEN_REQUEST, check_realm
@@ -238,7 +238,7 @@ def test_token_server_refusing_anonymous(status: int) -> None:
 def test_token_server_rate_limit_and_errors() -> None:
     flow: Flow = bearer().auth_flow(manifest_request())
     token_request = next(flow)
-    with pytest.raises(RateLimited) as limited:
+    with pytest.raises(TooManyRequests) as limited:
         flow.send(reply(token_request, 429, headers={"Retry-After": "7"}))
     assert limited.value.retry_after == 7.0
 

@@ -36,7 +36,7 @@ REDACTED_VALUE = "[REDACTED]"
 MANAGED_BY = "guara"
 LABEL_PREFIX = "guara.dev"
 
-Manifest = dict[str, Any]
+KubernetesObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class RenderedWorkload:
     """The objects to apply, in apply order (Namespace, NetworkPolicy, Secret, Deployment). Holds a
     secret: never log, store or return ``objects``; use ``redacted()``."""
 
-    objects: tuple[Manifest, ...] = field(repr=False)
+    objects: tuple[KubernetesObject, ...] = field(repr=False)
     names: WorkloadNames
 
     @property
@@ -87,9 +87,9 @@ class RenderedWorkload:
             return ()
         return (self.names.pull_secret_ref,)
 
-    def redacted(self) -> list[Manifest]:
+    def redacted(self) -> list[KubernetesObject]:
         """A deep copy with every Secret's ``data`` values replaced by ``[REDACTED]``."""
-        copies: list[Manifest] = []
+        copies: list[KubernetesObject] = []
         for obj in self.objects:
             item = copy.deepcopy(obj)
             if item.get("kind") == "Secret":
@@ -149,7 +149,7 @@ def render_workload(
     names = WorkloadNames(namespace=namespace, deployment=service_name, secret=None)
     if credentials is not None:
         names = WorkloadNames(namespace=namespace, deployment=service_name, secret=names.pull_secret)
-    objects: list[Manifest] = [
+    objects: list[KubernetesObject] = [
         {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -186,7 +186,7 @@ def render_workload(
 ISOLATION_POLICY = "guara-project-isolation"
 
 
-def _isolation_policy(namespace: str, project_id: uuid.UUID) -> Manifest:
+def _isolation_policy(namespace: str, project_id: uuid.UUID) -> KubernetesObject:
     """One per project namespace: pods accept traffic only from their own project, and may not reach
     link-local addresses (cloud metadata, whose credentials could expose other projects)."""
     return {
@@ -218,7 +218,7 @@ def _isolation_policy(namespace: str, project_id: uuid.UUID) -> Manifest:
 
 def _deployment(
     image: ResolvedImage, names: WorkloadNames, labels: Mapping[str, str], deployment_id: uuid.UUID
-) -> Manifest:
+) -> KubernetesObject:
     service_id = labels[f"{LABEL_PREFIX}/service-id"]
     annotations = {
         f"{LABEL_PREFIX}/deployment-id": str(deployment_id),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 
 import httpcore
 import httpx
@@ -28,36 +30,104 @@ def validate_url(url: httpx.URL) -> None:
         check_port(url.port)
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """httpx's own transport, with its pool's network backend replaced by the guard.
+# httpcore's exceptions and the httpx ones callers expect, most specific first (httpx's own mapping).
+_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
 
-    Never reads proxy settings from the environment (and httpx clients only mount environment
-    proxies when no transport is given). Clients are still built with ``trust_env=False``, which also
-    keeps ``~/.netrc`` credentials off outbound requests.
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """The one place httpcore's exceptions become httpx's; the guard's own errors pass unchanged."""
+    try:
+        yield
+    except tuple(source for source, _target in _EXCEPTIONS) as exc:
+        raise _translated(exc) from exc
+
+
+def _translated(exc: Exception) -> httpx.TransportError:
+    target = next(to for from_, to in _EXCEPTIONS if isinstance(exc, from_))
+    return target(str(exc))
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._stream:
+                yield chunk
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            with _as_httpx_errors():
+                await close()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore connection pool whose network backend is the guard.
+
+    Built from public httpcore and httpx interfaces only. HTTP/1.1 only; never reads proxy settings
+    from the environment (and httpx clients only mount environment proxies when no transport is given).
+    Clients are still built with ``trust_env=False``, which also keeps ``~/.netrc`` credentials off
+    outbound requests.
     """
 
     def __init__(self, backend: GuardedBackend, *, ssl_context: ssl.SSLContext) -> None:
         self.backend = backend
-        self._inner = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, proxy=None)
         limits = httpx.Limits()
-        # httpx has no public hook for the network backend; swap the pool it built for one that dials
-        # through the guard, with the same settings httpx would use.
-        self._inner._pool = httpcore.AsyncConnectionPool(
+        self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=self.backend,
+            network_backend=backend,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         validate_url(request.url)
-        return await self._inner.handle_async_request(request)
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            answer = await self._pool.handle_async_request(core_request)
+        assert isinstance(answer.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_ResponseStream(answer.stream),
+            extensions=answer.extensions,
+        )
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self._pool.aclose()
 
 
 def guarded_transport(policy: GuardPolicy, *, ssl_context: ssl.SSLContext) -> httpx.AsyncBaseTransport:

@@ -24,11 +24,11 @@ from .errors import (
     NameResolutionFailed,
     NotARegistry,
     ProtocolViolation,
-    RateLimited,
     RegistryClientError,
     RegistryError,
     ResponseTooLarge,
     TLSFailed,
+    TooManyRequests,
     UnsupportedChallenge,
 )
 from .options import DEFAULT_TIMEOUT_S, RegistryOptions
@@ -43,7 +43,7 @@ from .reference import (
     same_registry,
 )
 from .responses import MANIFEST_MEDIA_TYPES, compute_digest, is_digest
-from .session import MAX_MANIFEST_BYTES, Manifest, ManifestDescriptor, RegistrySession
+from .session import MAX_MANIFEST_BYTES, ManifestContent, ManifestDescriptor, RegistrySession
 from .trust import trust_context
 
 __all__ = [
@@ -71,7 +71,7 @@ __all__ = [
     "InsecureURLRefused",
     "InvalidReference",
     "InvalidRegistry",
-    "Manifest",
+    "ManifestContent",
     "ManifestDescriptor",
     "ManifestNotFound",
     "NameResolutionFailed",
@@ -80,7 +80,6 @@ __all__ = [
     "PreflightCode",
     "PreflightResult",
     "ProtocolViolation",
-    "RateLimited",
     "RegistryBasicAuth",
     "RegistryClientError",
     "RegistryError",
@@ -90,6 +89,7 @@ __all__ = [
     "ResponseTooLarge",
     "TLSFailed",
     "Token",
+    "TooManyRequests",
     "UnsupportedChallenge",
     "compute_digest",
     "failure_mapping",

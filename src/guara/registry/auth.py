@@ -28,8 +28,8 @@ from .errors import (
     InsecureURLRefused,
     InvalidCredentials,
     ProtocolViolation,
-    RateLimited,
     RegistryError,
+    TooManyRequests,
     UnsupportedChallenge,
 )
 from .hosts import url_problem
@@ -380,7 +380,7 @@ class BearerTokenAuth(_ReadsTokenAnswers):
                 status=status,
             )
         if status == 429:
-            raise RateLimited(
+            raise TooManyRequests(
                 f"the token server at {host} is rate-limiting requests (429)",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 status=status,

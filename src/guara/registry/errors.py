@@ -27,7 +27,7 @@ Error tree (catch the root to handle every failure of this package)::
           │                         .repository_missing)
           ├── AccessDenied          401 insufficient_scope or 403 DENIED on a manifest or blob
           │                         (.insufficient_scope, .credentials_given)
-          └── RateLimited           429 (.retry_after seconds or None)
+          └── TooManyRequests       429 (.retry_after seconds or None)
 
 Messages name hosts, repositories, tags and status codes; never a password, a token, an
 Authorization header or a URL query string.
@@ -226,7 +226,7 @@ class AccessDenied(RegistryError):
         self.credentials_given = credentials_given
 
 
-class RateLimited(RegistryError):
+class TooManyRequests(RegistryError):
     """429 Too Many Requests. ``retry_after`` is the Retry-After delay in seconds, when given."""
 
     def __init__(

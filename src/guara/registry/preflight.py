@@ -58,10 +58,10 @@ from .errors import (
     NameResolutionFailed,
     NotARegistry,
     ProtocolViolation,
-    RateLimited,
     RegistryClientError,
     RegistryError,
     TLSFailed,
+    TooManyRequests,
     TrustStoreError,
     UnsupportedChallenge,
 )
@@ -303,7 +303,7 @@ def _classify(exc: RegistryClientError, context: FailureContext) -> tuple[Prefli
         if exc.insufficient_scope and exc.credentials_given and _credentials_accepted(context):
             return code.MANIFEST_NOT_FOUND, detail
         return code.AUTH_FAILED, detail
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, TooManyRequests):
         return code.NETWORK_ERROR, f"{detail}; no retry fits in the preflight's budget"
     if isinstance(exc, RegistryError):
         return code.NETWORK_ERROR, f"{detail}; the registry may be down, try again later"

@@ -46,10 +46,10 @@ from .errors import (
     NameResolutionFailed,
     NotARegistry,
     ProtocolViolation,
-    RateLimited,
     RegistryClientError,
     RegistryError,
     TLSFailed,
+    TooManyRequests,
     UnsupportedChallenge,
 )
 from .hosts import authority_problem
@@ -87,7 +87,7 @@ class ManifestDescriptor:
 
 
 @dataclass(frozen=True, slots=True)
-class Manifest:
+class ManifestContent:
     """A manifest as served: the raw bytes (its digest is computed over exactly these)."""
 
     media_type: str | None
@@ -214,7 +214,7 @@ class RegistrySession:
 
     async def get_manifest(
         self, ref: ImageReference | str | None = None, *, max_bytes: int = MAX_MANIFEST_BYTES
-    ) -> Manifest:
+    ) -> ManifestContent:
         """GET the manifest, capped at ``max_bytes``; its digest is verified."""
         target = self._target(ref)
         with self._operation():
@@ -352,7 +352,7 @@ class RegistrySession:
             size=int(length) if length.isdigit() else None,
         )
 
-    async def _get_manifest(self, target: ImageReference, *, max_bytes: int) -> Manifest:
+    async def _get_manifest(self, target: ImageReference, *, max_bytes: int) -> ManifestContent:
         path = f"/v2/{target.repository}/manifests/{target.reference}"
         response = await self._send("GET", path, headers={"Accept": MANIFEST_ACCEPT}, body_limit=max_bytes)
         if response.status_code != 200:
@@ -368,7 +368,7 @@ class RegistrySession:
         if comparable and announced != digest:
             raise DigestMismatch(f"{host} announced {announced} for a manifest whose digest is {digest}")
         media_type = media_type_of(response.headers.get("Content-Type"))
-        return Manifest(media_type=media_type, digest=digest, raw=raw)
+        return ManifestContent(media_type=media_type, digest=digest, raw=raw)
 
     async def _manifest_failure(
         self, response: httpx.Response, target: ImageReference
@@ -461,7 +461,7 @@ class RegistrySession:
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             hint = f"; retry in {retry_after:.0f} s" if retry_after is not None else "; retry later"
-            return RateLimited(
+            return TooManyRequests(
                 f"{host} is rate-limiting requests (429){hint}",
                 retry_after=retry_after,
                 status=status,
