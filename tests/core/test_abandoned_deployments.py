@@ -59,13 +59,13 @@ def test_only_deployments_of_gone_processes_are_ended(context: AppContext) -> No
             session.add(rows[name])
     assert run(deploy_runner.sweep_abandoned, context, lease_s=15) == 2
     with context.db.session() as session:
-        status = {r.id: (r.status, r.code) for r in session.scalars(select(Deployment))}
+        ended = {r.id: (r.status, r.code) for r in session.scalars(select(Deployment))}
         audits = session.scalars(select(AuditLog).where(AuditLog.action == "service.deploy")).all()
-    assert status[rows["lease ran out"].id] == ("failed", "interrupted")
-    assert status[rows["gone from this host"].id] == ("failed", "interrupted")
-    assert status[rows["fresh elsewhere"].id] == ("pending", None)
-    assert status[rows["this process"].id] == ("starting", None)
-    assert status[rows["finished long ago"].id] == ("succeeded", None)
+    assert ended[rows["lease ran out"].id] == ("failed", "interrupted")
+    assert ended[rows["gone from this host"].id] == ("failed", "interrupted")
+    assert ended[rows["fresh elsewhere"].id] == ("pending", None)
+    assert ended[rows["this process"].id] == ("starting", None)
+    assert ended[rows["finished long ago"].id] == ("succeeded", None)
     assert (
         sorted((a.actor_email, a.details["code"]) for a in audits) == [("d@example.com", "interrupted")] * 2
     )

@@ -228,7 +228,7 @@ def _clean(path: Path, record: dict[str, object], *, run_before_kill: bool) -> C
 
 def container_ids(record: dict[str, object]) -> set[str]:
     """The ids of the containers an engine made: the 64-hex names in its recorded `container_dirs`."""
-    ids = set()
+    ids: set[str] = set()
     for directory in _strings(record.get("container_dirs")):
         with contextlib.suppress(OSError):
             ids.update(entry.name for entry in os.scandir(directory) if _CONTAINER_ID.fullmatch(entry.name))

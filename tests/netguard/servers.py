@@ -96,7 +96,7 @@ def serve(
         def remember_sni(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             server.record.sni.append(name)
 
-        tls.sni_callback = remember_sni  # type: ignore[assignment]
+        tls.sni_callback = remember_sni
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -19,7 +19,6 @@ from guara.netguard import (
     ResolutionFailed,
     parse_allow_list,
 )
-from guara.netguard import resolver as resolver_module
 from guara.netguard.backend import GuardedBackend, inside_guarded_dial
 from guara.netguard.resolver import SystemResolver
 from guara.netguard.transport import GuardedTransport
@@ -190,7 +189,7 @@ async def test_system_resolver_failure_is_resolution_failed(monkeypatch: pytest.
     async def no_such_name(*args: object, **kwargs: object) -> object:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(resolver_module.anyio, "getaddrinfo", no_such_name)
+    monkeypatch.setattr(anyio, "getaddrinfo", no_such_name)
     async with client_for(None, RecordingDialer()) as client:
         with pytest.raises(ResolutionFailed, match="Name or service not known") as caught:
             await client.get("http://does-not-exist.invalid/")

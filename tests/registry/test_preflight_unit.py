@@ -24,7 +24,7 @@ def test_the_six_codes() -> None:
         "ssrf_blocked",
         "network_error",
     }
-    assert PreflightCode.TIMEOUT == "timeout"
+    assert PreflightCode.TIMEOUT.value == "timeout" and str(PreflightCode.TIMEOUT) == "timeout"
 
 
 def test_result_shape() -> None:
