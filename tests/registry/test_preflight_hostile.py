@@ -54,6 +54,11 @@ def registry_with_realm(realm: str):  # type: ignore[no-untyped-def]
 
 
 # -- one deadline: 8 s of wall clock whatever the server does --
+# One test waits the real 8 s; the others use a short budget: the same single deadline, sooner. Upper
+# bounds leave room for a loaded machine, and still fail if time were spent per request.
+
+SHORT_BUDGET_S = 1.5
+SLACK_S = 1.5
 
 
 @pytest.mark.slow
@@ -64,21 +69,19 @@ async def test_a_registry_that_never_answers(fakes: Fakes, lab_ca_file: Path) ->
     elapsed = time.monotonic() - started
     assert result.code is PreflightCode.TIMEOUT
     assert "within 8 s" in result.message
-    assert 8.0 <= elapsed < 8.5
-    assert 8000 <= result.elapsed_ms < 8500
+    assert 8.0 <= elapsed < 8.0 + SLACK_S
+    assert 8000 <= result.elapsed_ms < 8000 + SLACK_S * 1000
 
 
-@pytest.mark.slow
 async def test_a_registry_trickling_one_byte_a_second(fakes: Fakes, lab_ca_file: Path) -> None:
     trickle = fakes.start(lambda seen: Reply(200, [("Content-Length", "2")], b"{}", behaviour="trickle"))
     started = time.monotonic()
-    result = await run(lab_ca_file, f"{trickle.host}/acme/api:v1")
+    result = await run(lab_ca_file, f"{trickle.host}/acme/api:v1", timeout=SHORT_BUDGET_S)
     elapsed = time.monotonic() - started
     assert result.code is PreflightCode.TIMEOUT
-    assert 8.0 <= elapsed < 8.5
+    assert SHORT_BUDGET_S <= elapsed < SHORT_BUDGET_S + SLACK_S
 
 
-@pytest.mark.slow
 async def test_a_token_server_trickling_its_answer(fakes: Fakes, lab_ca_file: Path) -> None:
     token_body = b'{"token": "' + b"x" * 64 + b'"}'
     auth = fakes.start(
@@ -86,12 +89,13 @@ async def test_a_token_server_trickling_its_answer(fakes: Fakes, lab_ca_file: Pa
     )
     registry = fakes.start(registry_with_realm(auth.url + "/token"))
     started = time.monotonic()
-    result = await run(lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD)
+    result = await run(
+        lab_ca_file, f"{registry.host}/acme/api:v1", username=USER, password=PASSWORD, timeout=SHORT_BUDGET_S
+    )
     assert result.code is PreflightCode.TIMEOUT
-    assert 8.0 <= time.monotonic() - started < 8.5
+    assert SHORT_BUDGET_S <= time.monotonic() - started < SHORT_BUDGET_S + SLACK_S
 
 
-@pytest.mark.slow
 async def test_a_blackhole(lab_ca_file: Path) -> None:
     # A listener that never accepts, with a backlog of 0: the first connection completes and waits
     # for a TLS answer that never comes; the queue is then full, so the next SYNs are dropped and
@@ -104,7 +108,7 @@ async def test_a_blackhole(lab_ca_file: Path) -> None:
 
         async def one() -> None:
             started = time.monotonic()
-            result = await run(lab_ca_file, image)
+            result = await run(lab_ca_file, image, timeout=SHORT_BUDGET_S)
             outcomes.append((result, time.monotonic() - started))
 
         async with anyio.create_task_group() as group:
@@ -113,7 +117,7 @@ async def test_a_blackhole(lab_ca_file: Path) -> None:
     assert len(outcomes) == 3
     for result, elapsed in outcomes:
         assert result.code is PreflightCode.TIMEOUT
-        assert 8.0 <= elapsed < 8.5
+        assert SHORT_BUDGET_S <= elapsed < SHORT_BUDGET_S + SLACK_S
 
 
 async def test_a_shorter_budget_is_one_budget_too(fakes: Fakes, lab_ca_file: Path) -> None:
