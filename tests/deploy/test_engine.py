@@ -9,6 +9,7 @@ container) is answered by the engine's own DNS on its own bridge (see `test_proj
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import json
@@ -41,7 +42,15 @@ from guara.deploy import (
     PullFailed,
     StartFailed,
 )
-from guara.deploy.engine import MAX_LOG_TAIL, PIDS_LIMIT, registry_auth_header
+from guara.deploy.engine import (
+    MAX_LOG_TAIL,
+    PIDS_LIMIT,
+    _not_serving,
+    _PullJob,
+    _state,
+    _url,
+    registry_auth_header,
+)
 from tests.deploy.fakes import hanging_registry
 from tests.lab import Lab
 from tests.lab.apps import APP_V1, APP_V2, CRASH_V1, AppImages, AppRegistry
@@ -416,13 +425,10 @@ async def test_a_port_nobody_listens_on_is_not_ready(
     assert "not ready within 3 s" in str(raised.value)
     assert ("closed it at once" if engine.name == "docker" else "refused") in str(raised.value)
     with pytest.raises(StartFailed) as raised:
-        await lib.wait_ready(running, health_path="/", timeout_s=1)
-    assert "not ready within 1 s (GET /: " in str(raised.value)
-    # The same container is still up, and the same image on its real port is ready at once.
-    state = await lib.inspect(running.id)
+        await lib.wait_ready(running, health_path="/", timeout_s=0.5)
+    assert "not ready within 0.5 s (GET /: " in str(raised.value)
+    state = await lib.inspect(running.id)  # up all along (its app serves 8080, as the other tests see)
     assert state is not None and state.running
-    hears = await lib.run(project.spec("hears", basic_images.ref(APP_V1)))
-    await lib.wait_ready(hears, health_path=None, timeout_s=20)
 
 
 async def test_an_image_that_cannot_start_leaves_nothing(
@@ -669,3 +675,245 @@ async def test_credentials_leave_no_trace(
         assert code == 0 and source.password not in environment
     finally:
         client.close()
+
+
+async def test_stored_docker_credentials_are_never_sent(
+    engine: EngineHandle, app_images: AppImages, lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK would send credentials from ~/.docker/config.json (or $DOCKER_CONFIG) with any pull
+    that has none of its own: an anonymous pull through the library sends nothing."""
+    source = app_images.basic
+    pair = base64.b64encode(f"{source.username}:{source.password}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {source.host: {"auth": pair}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    library = DockerEngine(engine.url)
+    try:
+        with pytest.raises(PullFailed) as raised:
+            await library.pull(_fresh_image(lab, "basic", "stored"), auth=None, timeout_s=30)
+        assert raised.value.code == "auth_failed"
+    finally:
+        await library.aclose()
+
+
+async def test_concurrent_calls(lib: DockerEngine, project: Project, basic_images: AppRegistry) -> None:
+    running = await lib.run(project.spec("busy", basic_images.ref(APP_V1)))
+    results: list[object] = []
+
+    async def call(i: int) -> None:
+        if i % 3 == 0:
+            results.append((await lib.ping()).api_version)
+        elif i % 3 == 1:
+            state = await lib.inspect(running.id)
+            results.append(state.id if state else None)
+        else:
+            results.append(len(await lib.list_containers({PROJECT_LABEL: project.id})))
+
+    async with anyio.create_task_group() as group:
+        for i in range(24):
+            group.start_soon(call, i)
+    assert sorted(map(str, results)) == sorted(["1.41"] * 8 + [running.id] * 8 + ["1"] * 8)
+
+
+# -- the library's own decisions, without an engine ---------------------------------------------------------
+
+_R = "127.0.0.1:5001/acme/app"
+_D = "sha256:" + "ab" * 32
+_ZERO = "0001-01-01T00:00:00Z"
+_PODMAN = f"initializing source docker://{_R}@{_D}: "
+_MANIFEST = f"reading manifest {_D} in {_R}: "
+_PING = 'pinging container registry 127.0.0.1:5001: Get "https://127.0.0.1:5001/v2/": '
+_GET = f'Get "https://127.0.0.1:5001/v2/acme/app/manifests/{_D}": '
+_DENIED = "denied: requested access to the resource is denied"
+OBSERVED_REFUSALS = [
+    # Podman (200, then an error line)
+    (_PODMAN + _MANIFEST + "unauthorized: authentication required", "auth_failed"),
+    (_PODMAN + "unable to retrieve auth token: invalid username/password: unauthorized", "auth_failed"),
+    (_PODMAN + _MANIFEST + f"errors:\n{_DENIED}\nunauthorized: authentication required\n", "auth_failed"),
+    (_PODMAN + _MANIFEST + "manifest unknown: manifest unknown", "manifest_not_found"),
+    (_PODMAN + _PING + "dial tcp 127.0.0.1:5001: connect: connection refused", "network_error"),
+    (_PODMAN + _PING + "x509: certificate signed by unknown authority", "network_error"),
+    (_PODMAN + _PING + "net/http: TLS handshake timeout", "timeout"),
+    # dockerd (404 or 500, {"message": ...})
+    ("unauthorized: authentication required", "auth_failed"),
+    (_GET + "unauthorized", "auth_failed"),
+    (_GET + "no basic auth credentials", "auth_failed"),
+    (
+        f"pull access denied for {_R}, repository does not exist or may require 'docker login': {_DENIED}",
+        "auth_failed",
+    ),
+    (f"manifest for {_R}@{_D} not found: manifest unknown: manifest unknown", "manifest_not_found"),
+    (
+        'Get "http://127.0.0.1:5001/v2/": dial tcp 127.0.0.1:5001: connect: connection refused',
+        "network_error",
+    ),
+    (_GET + "proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused", "network_error"),
+]
+
+
+def _job(image: str = f"{_R}@{_D}", password: str = 'pa$$ "wörd"') -> _PullJob:
+    auth = EngineAuth(registry="127.0.0.1:5001", username="alice", password=SecretStr(password))
+    return _PullJob(image=image, auth=auth, deadline=time.monotonic() + 10)
+
+
+@pytest.mark.parametrize(("message", "code"), OBSERVED_REFUSALS)
+def test_pull_refusals_map_to_preflight_codes(message: str, code: str) -> None:
+    failure = _job().failed(message, None)
+    assert failure.code == code
+    assert str(failure).startswith(f"the engine could not pull {_R}@{_D}: ")
+    assert "\n" not in str(failure)
+
+
+def test_the_image_name_does_not_decide_the_code() -> None:
+    image = f"127.0.0.1:5001/acme/denied-unauthorized@{_D}"
+    message = f"manifest for {image} not found: manifest unknown: manifest unknown"
+    assert _job(image).failed(message, 404).code == "manifest_not_found"
+
+
+def test_refusals_never_quote_the_password() -> None:
+    job = _job()
+    assert job.auth is not None
+    password = job.auth.password.get_secret_value()
+    header = registry_auth_header(job.auth)
+    pair = base64.b64encode(f"alice:{password}".encode()).decode()
+    message = f"echo {password} {json.dumps(password)} {pair} {header} end"
+    failure = job.failed(message, 500)
+    needles = (*credential_needles("alice", password), header.encode())
+    assert not any(needle in str(failure).encode() for needle in needles), str(failure)
+    assert str(failure).endswith(" end") and "[REDACTED]" in str(failure)
+    assert password not in repr(job) and password not in repr(job.auth)
+    decoded = json.loads(base64.urlsafe_b64decode(header))
+    assert decoded == {"username": "alice", "password": password, "serveraddress": "127.0.0.1:5001"}
+
+
+async def test_credentials_for_another_registry_are_refused() -> None:
+    library = DockerEngine("unix:///nonexistent/engine.sock")
+    auth = EngineAuth(registry="ghcr.io", username="alice", password=SecretStr("x"))
+    with pytest.raises(ValueError, match="not for the image's registry"):
+        await library.pull(f"{_R}@{_D}", auth=auth, timeout_s=5)
+    with pytest.raises(ValueError, match="pinned by digest"):
+        await library.pull(f"{_R}:v1", auth=None, timeout_s=5)
+    await library.aclose()
+
+
+def _spec(**changes: Any) -> ContainerSpec:
+    values: dict[str, Any] = {
+        "name": "svc-web",
+        "image": f"{_R}@{_D}",
+        "labels": {PROJECT_LABEL: "p1"},
+        "network": "guara-p1",
+        "port": 8080,
+        "publish_ip": "127.0.0.1",
+        "memory_bytes": MEMORY,
+        "nano_cpus": NANO_CPUS,
+    }
+    return ContainerSpec(**{**values, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "-web"},
+        {"name": "a/b"},
+        {"name": "x" * 200},
+        {"image": f"{_R}:v1"},
+        {"image": f"{_R}:v1@{_D}"},
+        {"image": "not a reference"},
+        {"network": "host"},
+        {"network": "bridge"},
+        {"network": "Host"},
+        {"network": "none"},
+        {"network": "container:abc"},
+        {"labels": {}},
+        {"labels": {"other": "x"}},
+        {"port": 0},
+        {"port": 70000},
+        {"publish_ip": "0.0.0.0"},
+        {"publish_ip": "::"},
+        {"publish_ip": "localhost"},
+        {"memory_bytes": 1024},
+        {"nano_cpus": 0},
+        {"restart_policy": "sometimes"},
+    ],
+)
+def test_specs_are_checked(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        _spec(**changes)
+
+
+def test_spec_labels_are_copied_and_the_network_gets_the_project_keys() -> None:
+    labels = {PROJECT_LABEL: "p1", "app.kubernetes.io/managed-by": "guara", "service": "web"}
+    spec = _spec(labels=labels)
+    labels["service"] = "changed"
+    assert spec.labels["service"] == "web"
+    assert spec.network_labels == {PROJECT_LABEL: "p1", "app.kubernetes.io/managed-by": "guara"}
+    assert _spec(publish_ip="::1").publish_ip == "::1"
+    assert _url("::1", 32768) == "http://[::1]:32768"
+
+
+def test_states_as_the_engines_report_them() -> None:
+    podman_between_restarts = {
+        "Id": "c1",
+        "Name": "/web",
+        "RestartCount": 4,
+        "State": {
+            "Status": "stopped",
+            "Running": False,
+            "ExitCode": 3,
+            "StartedAt": "2026-12-01T12:41:21.5045Z",
+        },
+        "Config": {"Image": f"{_R}@{_D}", "Labels": {PROJECT_LABEL: "p1"}},
+        "NetworkSettings": {"Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41611"}]}},
+    }
+    state = _state(podman_between_restarts)
+    assert (state.name, state.running, state.status, state.exit_code, state.url) == (
+        "web",
+        False,
+        "stopped",
+        3,
+        None,
+    )
+    assert state.started_at == datetime(2026, 12, 1, 12, 41, 21, 504500, tzinfo=UTC)
+    assert _not_serving(podman_between_restarts) == "it exited (code 3) and is being restarted"
+
+    dockerd_restarting = {
+        "Id": "c2",
+        "Name": "/web",
+        "RestartCount": 0,
+        "State": {
+            "Status": "restarting",
+            "Running": True,
+            "Restarting": True,
+            "ExitCode": 3,
+            "StartedAt": _ZERO,
+        },
+        "Config": {"Image": f"{_R}@{_D}", "Labels": None},
+        "NetworkSettings": {"Ports": {}},
+    }
+    state = _state(dockerd_restarting)
+    assert (state.running, state.status, state.started_at, dict(state.labels)) == (
+        False,
+        "restarting",
+        None,
+        {},
+    )
+    assert _not_serving(dockerd_restarting) == "it exited (code 3) and is being restarted"
+
+    running = {
+        "Id": "c3",
+        "Name": "/web",
+        "State": {
+            "Status": "running",
+            "Running": True,
+            "ExitCode": 0,
+            "StartedAt": "2026-12-01T14:41:18.386816245+02:00",
+        },
+        "Config": {"Image": f"{_R}@{_D}", "Labels": {}},
+        "NetworkSettings": {"Ports": {"80/tcp": None, "8080/tcp": [{"HostIp": "::1", "HostPort": "32768"}]}},
+    }
+    state = _state(running)
+    assert state.running and state.url == "http://[::1]:32768"
+    assert state.started_at == datetime(2026, 12, 1, 12, 41, 18, 386816, tzinfo=UTC)
+    assert _not_serving(running) is None
+    assert _not_serving(None) == "the container no longer exists"
+    oom = {**running, "State": {**running["State"], "Running": False, "OOMKilled": True, "ExitCode": 137}}
+    assert _not_serving(oom) == "it was killed for exceeding its memory limit"
