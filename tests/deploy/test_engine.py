@@ -642,6 +642,29 @@ async def test_networks_belong_to_their_project(
     assert raised.value.code == "conflict"
 
 
+async def test_publishing_on_ipv6(
+    lib: DockerEngine,
+    project: Project,
+    engine: EngineHandle,
+    basic_images: AppRegistry,
+    app_images: AppImages,
+) -> None:
+    spec = dataclasses.replace(project.spec("v6", basic_images.ref(APP_V1)), publish_ip="::1")
+    if engine.name == "podman":
+        # Podman would hold [::1]:port open and forward nothing into the IPv4 network.
+        with pytest.raises(EngineError) as raised:
+            await lib.run(spec)
+        assert raised.value.code == "unsupported"
+        assert await lib.list_containers({PROJECT_LABEL: project.id}) == []
+        return
+    running = await lib.run(spec)
+    assert running.url == f"http://[::1]:{running.host_port}"
+    await lib.wait_ready(running, health_path="/", timeout_s=20)
+    assert _get(running.url).text == app_images.bodies[APP_V1]
+    state = await lib.inspect(running.id)
+    assert state is not None and state.url == running.url
+
+
 # -- credentials --------------------------------------------------------------------------------------------
 
 
@@ -873,7 +896,7 @@ def test_states_as_the_engines_report_them() -> None:
         None,
     )
     assert state.started_at == datetime(2026, 12, 1, 12, 41, 21, 504500, tzinfo=UTC)
-    assert _not_serving(podman_between_restarts) == "it exited (code 3) and is being restarted"
+    assert _not_serving(podman_between_restarts) == "it exited and was restarted 4 times"
 
     dockerd_restarting = {
         "Id": "c2",

@@ -699,7 +699,16 @@ def _quoted(text: str) -> str:
 
 
 def _run(api: docker.APIClient, *, spec: ContainerSpec) -> RunningContainer:
-    _ensure_network(api, spec)
+    network = _ensure_network(api, spec)
+    # Podman holds the host port itself and forwards IPv6 only into IPv6 networks: the port would
+    # accept connections and never answer (a TCP probe would call it ready). dockerd's docker-proxy
+    # forwards IPv6 to the container's IPv4 address.
+    ipv6_into_ipv4 = ipaddress.ip_address(spec.publish_ip).version == 6 and not network.get("EnableIPv6")
+    if ipv6_into_ipv4 and _ping(api).product == "podman":
+        raise EngineError(
+            f"Podman cannot publish on {spec.publish_ip} into the IPv4-only network {spec.network}",
+            code="unsupported",
+        )
     with _translate(f"create container {spec.name}"):
         created = api.create_container_from_config(_container_config(spec), name=spec.name)
     container_id = str(created["Id"])
@@ -750,7 +759,7 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
     }
 
 
-def _ensure_network(api: docker.APIClient, spec: ContainerSpec) -> None:
+def _ensure_network(api: docker.APIClient, spec: ContainerSpec) -> dict[str, Any]:
     """The project's network: created (bridge, with the project's labels) when missing; an existing
     one must belong to the same project."""
     network = _find_network(api, spec.network)
@@ -772,6 +781,7 @@ def _ensure_network(api: docker.APIClient, spec: ContainerSpec) -> None:
         raise EngineError(
             f"network {spec.network} exists and is not this project's network", code="network_conflict"
         )
+    return network
 
 
 def _find_network(api: docker.APIClient, name: str) -> dict[str, Any] | None:
@@ -881,8 +891,12 @@ def _not_serving(attrs: Mapping[str, Any] | None) -> str | None:
     exit_code = state.get("ExitCode")
     if state.get("OOMKilled"):
         return "it was killed for exceeding its memory limit"
-    if state.get("Restarting") or state.get("Status") == "restarting" or (attrs.get("RestartCount") or 0) > 0:
+    if state.get("Restarting") or state.get("Status") == "restarting":
         return f"it exited (code {exit_code}) and is being restarted"
+    restarts = attrs.get("RestartCount") or 0
+    if restarts > 0:
+        # Podman restarts at once: ExitCode is then the new run's (0), not the one that ended.
+        return f"it exited and was restarted {restarts} time{'s' if restarts > 1 else ''}"
     if not state.get("Running"):
         return f"it exited with code {exit_code} (status {state.get('Status')})"
     return None

@@ -13,7 +13,9 @@ Error tree (catch the root to handle every failure of this package)::
           │                     failed a call (.code, .status); codes of the root itself:
           │                     ``engine_error`` (any other refusal), ``conflict`` (a name in use),
           │                     ``network_conflict`` (the network exists but is not this project's),
-          │                     ``network_in_use`` (containers still attached), ``closed`` (aclose()d)
+          │                     ``network_in_use`` (containers still attached), ``unsupported``
+          │                     (what this engine cannot do: IPv6 publishing on Podman's IPv4
+          │                     networks), ``closed`` (aclose()d)
           ├── EngineUnavailable  code ``engine_unavailable``: the socket is missing or refuses
           │                     connections, or the engine did not answer within the API timeout
           ├── EngineNotFound     code ``not_found``: no such container, network or image
