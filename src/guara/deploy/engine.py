@@ -1,8 +1,8 @@
 """Run pinned images on a container engine through the Docker Engine API (Podman or dockerd).
 
 ``DockerEngine(url)`` speaks to one engine over its unix socket with the Docker SDK's low-level
-``APIClient`` (API version 1.41, which Podman 4/5 and dockerd 20.10+ all serve; pinning it spares the
-version negotiation, a ``GET /version`` that costs 0.6 s on Podman). Every method is async; the SDK
+``APIClient`` at API version 1.41 (Podman 4.3 reports it, dockerd 20.10 serves it; pinning it spares
+the version negotiation, a ``GET /version`` that costs 0.6 s on Podman). Every method is async; the SDK
 is synchronous, so each call runs in a worker thread, bounded by ``api_timeout_s`` (a pull by its own
 ``timeout_s``). SDK, requests and urllib3 exceptions become ``guara.deploy.errors`` in one place,
 ``_translate``; nothing else here catches them.
@@ -261,7 +261,9 @@ class DockerEngine:
     async def run(self, spec: ContainerSpec) -> RunningContainer:
         """Ensure the project network, create and start the container, and read its published port
         back. When it cannot start (or dies before its port can be read) it is removed and
-        ``StartFailed`` carries the engine's reason and its logs."""
+        ``StartFailed`` carries the engine's reason and its logs. A run cut short (timeout,
+        cancellation) may leave a created container behind: it carries the spec's labels, so
+        ``list_containers`` finds it."""
         return await self._call(functools.partial(_run, spec=spec), what=f"run {spec.name}")
 
     async def wait_ready(
@@ -539,7 +541,7 @@ def _is_timeout(exc: BaseException) -> bool:
     """A timeout, also when wrapped: a read timeout while streaming reaches requests as a
     ConnectionError around urllib3's error (itself maybe inside a MaxRetryError)."""
     pending: list[object] = [exc]
-    for _ in range(4):
+    for _ in range(12):
         if not pending:
             break
         current = pending.pop()
@@ -715,9 +717,11 @@ def _run(api: docker.APIClient, *, spec: ContainerSpec) -> RunningContainer:
     try:
         with _translate(f"start container {spec.name}"):
             api.start(container_id)
-    except EngineError as exc:
+    except EngineUnavailable:
+        raise
+    except EngineError as exc:  # the engine answered: the runtime could not start the process
         _discard(api, container_id)
-        raise StartFailed(f"{spec.name}: the engine could not start it: {exc}", status=exc.status) from exc
+        raise StartFailed(str(exc), status=exc.status) from exc
     attrs = _inspect(api, container_id=container_id)
     binding = None if attrs is None else _published(attrs, spec.port, spec.publish_ip)
     if binding is None:
