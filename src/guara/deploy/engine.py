@@ -313,7 +313,8 @@ class DockerEngine:
     async def logs(self, container_id: str, *, tail: int) -> list[str]:
         """Its last ``tail`` lines (at most ``MAX_LOG_TAIL`` and ``MAX_LOG_BYTES``), stdout and
         stderr together, decoded with replacement and cleaned of control characters (tab kept) and
-        terminal escapes. Not redacted: the caller redacts secrets."""
+        terminal escapes. Not redacted: the caller redacts secrets. ``EngineNotFound`` when there
+        is no such container."""
         tail = max(0, min(int(tail), MAX_LOG_TAIL))
         if tail == 0:
             return []
