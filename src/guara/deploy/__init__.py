@@ -6,19 +6,38 @@ optionally apply it.
 - ``render_workload(resolved, project_id=, service_id=, service_name=, deployment_id=, credentials=)`` →
   ``RenderedWorkload`` (``.objects`` real, in memory only; ``.redacted()`` to store and show).
 - ``KubernetesApplier`` (server-side apply with the official client) implements ``ManifestApplier``.
+- ``DockerEngine(url)`` runs a pinned image on a container engine through the Docker Engine API
+  (Podman or dockerd): ``pull`` (credentials as ``EngineAuth``, one pull only), ``run`` a
+  ``ContainerSpec`` (locked down, on its project's network, one port published), ``wait_ready``,
+  ``logs``, ``inspect`` / ``list_containers`` (``ContainerState``), ``remove``, ``remove_network``.
 
 No database, no settings import: ``guara.core.deployments`` feeds it. Errors: ``guara.deploy.errors``.
 """
 
 from .apply import FIELD_MANAGER, KubernetesApplier, ManifestApplier, load_configuration
+from .engine import (
+    KEPT_CAPABILITIES,
+    PROJECT_LABEL,
+    ContainerSpec,
+    ContainerState,
+    DockerEngine,
+    EngineAuth,
+    EngineInfo,
+    RunningContainer,
+)
 from .errors import (
     ApplyFailed,
     DeployError,
+    EngineError,
+    EngineNotFound,
+    EngineUnavailable,
     ImageUnusable,
     InvalidManifest,
     InvalidPlatform,
     NoMatchingPlatform,
     NotAContainerImage,
+    PullFailed,
+    StartFailed,
 )
 from .platforms import DEFAULT_PLATFORM, PlatformSpec, parse_platform, select_platform
 from .render import (
@@ -40,10 +59,20 @@ __all__ = [
     "DEFAULT_PLATFORM",
     "DOCKER_HUB_CONFIG_KEY",
     "FIELD_MANAGER",
+    "KEPT_CAPABILITIES",
     "MAX_CONFIG_BYTES",
+    "PROJECT_LABEL",
     "REDACTED_VALUE",
     "ApplyFailed",
+    "ContainerSpec",
+    "ContainerState",
     "DeployError",
+    "DockerEngine",
+    "EngineAuth",
+    "EngineError",
+    "EngineInfo",
+    "EngineNotFound",
+    "EngineUnavailable",
     "ImageUnusable",
     "InvalidManifest",
     "InvalidPlatform",
@@ -54,10 +83,13 @@ __all__ = [
     "ObjectRef",
     "PlatformSpec",
     "PullCredentials",
+    "PullFailed",
     "RenderedWorkload",
     "Resolution",
     "ResolveFailure",
     "ResolvedImage",
+    "RunningContainer",
+    "StartFailed",
     "WorkloadNames",
     "dockerconfig_key",
     "load_configuration",
