@@ -97,6 +97,8 @@ def settings_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "GUARA_DATABASE_URL": database_url,
         "GUARA_MASTER_KEY_FILE": str(key_file),
         "GUARA_SSRF_ALLOW": "127.0.0.0/8",
+        # Deterministic whatever engine sockets this machine has (engine tests set their own).
+        "GUARA_RUNTIME": "render",
     }
 
 

@@ -13,7 +13,7 @@ import anyio
 import typer
 from pydantic import SecretStr, ValidationError
 
-from guara.config import Settings
+from guara.config import ConfigurationError, Settings
 from guara.context import AppContext
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="guara control plane")
@@ -63,6 +63,8 @@ def _context(*, announce: bool = False, migrate: bool = True) -> AppContext:
             context.db.upgrade()
     except MasterKeyError as exc:
         raise _fail(f"master key: {exc}", 2) from None
+    except ConfigurationError as exc:
+        raise _fail(f"invalid settings: {exc}", 2) from None
     except DatabaseUnavailable as exc:
         raise _fail(str(exc)) from None
     return context

@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 
 
 RUNTIMES = ("engine", "kubernetes", "render")
+
+
+class ConfigurationError(Exception):
+    """Settings that cannot work together; the message says what to set."""
+
+
 ENGINE_SOCKETS = ("/run/podman/podman.sock", "/var/run/docker.sock")
 
 

@@ -12,10 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from guara.config import Settings
+import httpx
+
+from guara.config import ENGINE_SOCKETS, ConfigurationError, Settings
 from guara.core.deploy_runner import DeploymentRunner
+from guara.core.engine_runtime import EngineRuntime
 from guara.core.runtimes import KubernetesRuntime, RenderRuntime, Runtime
-from guara.deploy import KubernetesApplier
+from guara.deploy import DockerEngine, KubernetesApplier
 from guara.ratelimit import (
     DEPLOYS_PER_MINUTE,
     PREFLIGHTS_PER_MINUTE,
@@ -91,12 +94,15 @@ class AppContext:
                 "GUARA_SSRF_ALLOW=%s: the network guard lets preflights and deploys reach these ranges",
                 settings.ssrf_allow,
             )
+        runtime, why = runtime_for(settings)
+        if announce:
+            log.warning("deploys: %s", why)
         return cls(
             settings=settings,
             db=Database(settings.effective_database_url),
             keyring=keyring,
             limiters=Limiters.from_settings(settings),
-            deployments=DeploymentRunner(runtime=runtime_for(settings)),
+            deployments=DeploymentRunner(runtime=runtime),
         )
 
     @property
@@ -120,11 +126,51 @@ class AppContext:
         self.db.dispose()
 
 
-def runtime_for(settings: Settings) -> Runtime:
-    """Where deploys go: a Kubernetes cluster, or nowhere (render only)."""
+def runtime_for(settings: Settings) -> tuple[Runtime, str]:
+    """Where deploys go, and a sentence saying why: GUARA_RUNTIME when set; otherwise a container
+    engine when its socket answers now, else render only."""
     if settings.runtime == "kubernetes":
-        return KubernetesRuntime(KubernetesApplier.from_environment(kubeconfig=settings.kubeconfig))
-    return RenderRuntime()
+        applier = KubernetesApplier.from_environment(kubeconfig=settings.kubeconfig)
+        return KubernetesRuntime(applier), "applied to Kubernetes (GUARA_RUNTIME=kubernetes)"
+    if settings.runtime == "render":
+        return RenderRuntime(), "rendered only, nothing runs (GUARA_RUNTIME=render)"
+    url = settings.effective_engine_url
+    if settings.runtime == "engine":
+        if url is None:
+            raise ConfigurationError(
+                "GUARA_RUNTIME=engine needs an engine socket: set GUARA_ENGINE_URL=unix:///… (or DOCKER_HOST)"
+            )
+        return _engine_runtime(settings, url), f"run on the container engine at {url} (GUARA_RUNTIME=engine)"
+    product = engine_answers(url) if url else None
+    if url is None or product is None:
+        tried = url or " or ".join(ENGINE_SOCKETS)
+        return RenderRuntime(), (
+            f"RENDERED ONLY, nothing runs: no container engine answered at {tried}. Set GUARA_ENGINE_URL "
+            "(or run Podman/Docker there), or GUARA_RUNTIME=kubernetes"
+        )
+    return _engine_runtime(settings, url), f"run on the container engine at {url} ({product})"
+
+
+def _engine_runtime(settings: Settings, url: str) -> EngineRuntime:
+    return EngineRuntime(
+        DockerEngine(url),
+        publish_ip=settings.engine_publish_ip,
+        start_timeout_s=settings.engine_start_timeout_s,
+    )
+
+
+def engine_answers(url: str, *, timeout_s: float = 2.0) -> str | None:
+    """The engine's name when ``GET /_ping`` on its unix socket answers 200 now, else None."""
+    transport = httpx.HTTPTransport(uds=url.removeprefix("unix://"))
+    try:
+        with httpx.Client(transport=transport, timeout=timeout_s, trust_env=False) as client:
+            answer = client.get("http://engine/_ping")
+    except httpx.HTTPError:
+        return None
+    if answer.status_code != 200:
+        return None
+    server = answer.headers.get("Server", "")
+    return "podman" if "libpod" in server.lower() or "podman" in server.lower() else "docker"
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -37,6 +37,8 @@ PUBLIC_FIELDS = {
     "message",
     "with_credentials",
     "manifests",
+    "url",
+    "started_at",
     "created_at",
     "updated_at",
 }

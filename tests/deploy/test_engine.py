@@ -589,8 +589,8 @@ async def test_projects_are_isolated(
         # machine: rewritten first). aardvark-dns answers NXDOMAIN itself, without forwarding, for a
         # name ending in dns.podman or a single label: the lookups below never leave the bridge.
         gateway = network_a["IPAM"]["Config"][0]["Gateway"]
-        subnet = ipaddress.ip_network(network_a["IPAM"]["Config"][0]["Subnet"])
-        assert subnet.subnet_of(ipaddress.ip_network(engine.address_pool))  # the engine's own bridge
+        subnet = ipaddress.IPv4Network(network_a["IPAM"]["Config"][0]["Subnet"])
+        assert subnet.subnet_of(ipaddress.IPv4Network(engine.address_pool))  # the engine's own bridge
         resolv = f"search dns.podman\nnameserver {gateway}\n"
         code, _ = _exec(engine, a_probe.id, ["sh", "-c", f"printf '{resolv}' > /etc/resolv.conf"])
         assert code == 0
@@ -921,7 +921,7 @@ def test_states_as_the_engines_report_them() -> None:
     )
     assert _not_serving(dockerd_restarting) == "it exited (code 3) and is being restarted"
 
-    running = {
+    running: dict[str, Any] = {
         "Id": "c3",
         "Name": "/web",
         "State": {

@@ -213,5 +213,16 @@ class DeploymentPublic(Output):
     message: str
     with_credentials: bool
     manifests: list[dict[str, Any]] | None
+    url: str | None = Field(description="where the container answers while it runs (engine runtime)")
+    started_at: datetime | None = Field(description="when the container started serving (engine runtime)")
     created_at: datetime
     updated_at: datetime
+
+
+class ServiceLogsPublic(Output):
+    deployment_id: uuid.UUID
+    lines: list[str] = Field(description="the running container's last log lines, oldest first, redacted")
+
+
+class ServiceStopped(BaseModel):
+    stopped: int = Field(description="how many containers were removed")

@@ -8,6 +8,7 @@ preflight runs on the event loop, between two short transactions, never inside o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -209,6 +210,12 @@ def fingerprint(session: Session, *, service_id: uuid.UUID) -> str | None:
         return None
     material = "\n".join((row.registry_host, row.username, row.password_sealed)).encode()
     return hashlib.sha256(material).hexdigest()
+
+
+def open_stored_quietly(ctx: AppContext, session: Session, *, service_id: uuid.UUID) -> None:
+    """Register the service's stored password for scrubbing from this request's output, if it opens."""
+    with contextlib.suppress(CredentialsUnreadable):  # nothing readable to scrub
+        open_stored(ctx, session, service_id=service_id)
 
 
 # --- saving ------------------------------------------------------------------------------------------

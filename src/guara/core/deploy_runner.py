@@ -69,6 +69,8 @@ SHUTDOWN_GRACE_S = 5.0
 # once the lease is this old (or at once when their process is known to be gone).
 HEARTBEAT_S = 2.0
 LEASE_S = 15.0
+# How often what the runtime runs is compared with the database (also at start, and after a sweep).
+RECONCILE_EVERY_S = 30.0
 MAX_MESSAGE = 2000  # a deployment's message is for people; registries can say a lot
 _FINAL_WRITE_BUDGET_S = 10.0
 
@@ -150,13 +152,20 @@ class DeploymentRunner:
             self._lease_keepers[loop] = loop.create_task(self._keep_lease(ctx), name="guara-deploy-lease")
 
     async def _keep_lease(self, ctx: AppContext) -> None:
+        reconciled_at: float | None = None
         while True:
             try:
                 await ctx.db.run(lambda session: _renew(session, self.owner))
                 ended = await sweep_abandoned(ctx, lease_s=self.lease_s)
                 if ended:
                     logger.warning("ended %d deployments whose process stopped as interrupted", ended)
-            except Exception:  # a database outage must not end the keeper; the next round retries
+                now = anyio.current_time()
+                if ended or reconciled_at is None or now - reconciled_at >= RECONCILE_EVERY_S:
+                    reconciled_at = now
+                    removed = await self.runtime.reconcile(ctx)
+                    if removed:
+                        logger.warning("removed %d containers no deployment runs any more", removed)
+            except Exception:  # an outage must not end the keeper; the next round retries
                 logger.warning("could not renew the deployment lease", exc_info=True)
             await anyio.sleep(self.heartbeat_s)
 

@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from guara.core import validation
+from guara.core import audit, credentials, validation
 from guara.core.access import service_of
 from guara.core.accounts import Principal
 from guara.core.deploy_runner import ACTIVE
+from guara.core.engine_runtime import EngineRuntime
 from guara.core.errors import Conflict, InvalidInput, NotFound, RateLimited
 from guara.core.preflights import count_preflight
-from guara.core.runtimes import PENDING
+from guara.core.runtimes import PENDING, RUNNING, STOPPED
 from guara.store import UniqueViolation, flush
 from guara.store.models import Deployment, RegistryCredential, utcnow
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
+DEFAULT_LOG_TAIL = 100
+MAX_LOG_TAIL = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class DeploymentView:
     message: str
     with_credentials: bool
     manifests: list[dict[str, Any]] | None
+    # On a container engine: where the container answers, and since when (while it runs).
+    url: str | None
+    started_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -65,6 +71,8 @@ def view_of(row: Deployment) -> DeploymentView:
         message=row.message,
         with_credentials=row.with_credentials,
         manifests=row.manifests,
+        url=row.url,
+        started_at=row.started_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -165,3 +173,99 @@ async def start_deployment(ctx: AppContext, principal: Principal, *, service_id:
     view = await ctx.db.run(create)
     runner.spawn(ctx, view.id, principal)
     return view
+
+
+# --- the running container (container engine runtime) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceLogs:
+    deployment_id: uuid.UUID
+    lines: list[str]
+
+
+def _engine(ctx: AppContext) -> EngineRuntime:
+    runtime = ctx.deployments.runtime
+    if not isinstance(runtime, EngineRuntime):
+        raise Conflict(
+            f"this guara runs deploys as '{runtime.name}': "
+            "services run (and stop) only on a container engine",
+            code="not_supported",
+        )
+    return runtime
+
+
+async def service_logs(
+    ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, tail: int = DEFAULT_LOG_TAIL
+) -> ServiceLogs:
+    """The last lines of the running container's log (stdout and stderr), bounded and redacted."""
+    if not 1 <= tail <= MAX_LOG_TAIL:
+        raise InvalidInput(f"tail must be between 1 and {MAX_LOG_TAIL}", field="tail")
+
+    def work(session: Session) -> tuple[uuid.UUID, str]:
+        service = service_of(session, principal=principal, service_id=service_id)
+        # The service's own password, if its container prints it, is scrubbed like in any log line.
+        credentials.open_stored_quietly(ctx, session, service_id=service.id)
+        running = _running_container(session, service.id)
+        if running is None:
+            raise Conflict("the service has no running container (deploy it first)", code="not_running")
+        return running
+
+    runtime = _engine(ctx)
+    deployment_id, container_id = await ctx.db.run(work)
+    return ServiceLogs(deployment_id, await runtime.logs(container_id, tail=tail))
+
+
+async def stop_service(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> int:
+    """Stop the service: remove its containers; its deployments end ``stopped``. How many were removed."""
+    runtime = _engine(ctx)
+
+    def running(session: Session) -> list[tuple[uuid.UUID, str]]:
+        service = service_of(session, principal=principal, service_id=service_id)
+        if session.scalar(
+            select(Deployment.id).where(Deployment.service_id == service.id, Deployment.status.in_(ACTIVE))
+        ):
+            raise Conflict(
+                "a deployment of this service is running; wait for it to finish", code="deploy_in_progress"
+            )
+        rows = session.execute(
+            select(Deployment.id, Deployment.container_id).where(
+                Deployment.service_id == service.id, Deployment.status == RUNNING
+            )
+        )
+        return [(deployment_id, container_id or "") for deployment_id, container_id in rows]
+
+    stopped = await ctx.db.run(running)
+    await runtime.stop([container_id for _id, container_id in stopped if container_id])
+
+    def record(session: Session) -> None:
+        service = service_of(session, principal=principal, service_id=service_id)
+        ids = [deployment_id for deployment_id, _container in stopped]
+        if ids:
+            session.execute(
+                update(Deployment)
+                .where(Deployment.id.in_(ids))
+                .values(
+                    status=STOPPED,
+                    url=None,
+                    updated_at=utcnow(),
+                    message="Stopped: the container was removed.",
+                )
+            )
+        event = audit.Stopped(tuple(str(i) for i in ids))
+        audit.record(session, principal=principal, service=service, event=event)
+
+    await ctx.db.run(record)
+    return len(stopped)
+
+
+def _running_container(session: Session, service_id: uuid.UUID) -> tuple[uuid.UUID, str] | None:
+    row = session.execute(
+        select(Deployment.id, Deployment.container_id)
+        .where(Deployment.service_id == service_id, Deployment.status == RUNNING)
+        .order_by(Deployment.created_at.desc())
+        .limit(1)
+    ).first()
+    if row is None or not row.container_id:
+        return None
+    return row.id, row.container_id

@@ -97,6 +97,10 @@ class Runtime(Protocol):
         """Remove whatever the runtime holds of a service's removed credentials; a note for people."""
         ...
 
+    async def reconcile(self, ctx: AppContext) -> int:
+        """Bring what the runtime runs in line with the database; how many things were removed."""
+        ...
+
 
 async def credentials_unchanged(ctx: AppContext, job: DeployJob) -> bool:
     """Whether the credentials the deploy read are still the stored ones."""
@@ -157,6 +161,9 @@ class RenderRuntime:
     async def withdraw_credentials(self, project_id: uuid.UUID, service_name: str) -> str:
         return ""
 
+    async def reconcile(self, ctx: AppContext) -> int:
+        return 0
+
 
 class KubernetesRuntime:
     """The rendered objects applied to a cluster with server-side apply."""
@@ -202,3 +209,6 @@ class KubernetesRuntime:
                 "the next deploy removes it."
             )
         return "Its pull Secret was deleted from the cluster."
+
+    async def reconcile(self, ctx: AppContext) -> int:
+        return 0  # server-side apply converges on each deploy

@@ -218,6 +218,9 @@ class DeploymentDisplay:
     pulled: str  # "with registry credentials" | "anonymously"
     code: str | None
     message: str
+    url: str | None = None
+    started: str = ""  # "5 minutes ago" while it runs
+    started_iso: str = ""
 
 
 def deployment_display(row: DeploymentView, *, now: datetime | None = None) -> DeploymentDisplay:
@@ -232,4 +235,7 @@ def deployment_display(row: DeploymentView, *, now: datetime | None = None) -> D
         pulled="with registry credentials" if row.with_credentials else "anonymously",
         code=row.code,
         message=row.message,
+        url=row.url,
+        started=ago(row.started_at, now=now) if row.started_at else "",
+        started_iso=_as_utc(row.started_at).isoformat() if row.started_at else "",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, TypedDict
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from guara.context import AppContext
@@ -19,6 +19,7 @@ from guara.core.accounts import Principal
 from guara.core.connection_tests import AccessProbe, ConnectionTest
 from guara.core.credentials import CredentialsChange
 from guara.core.errors import (
+    Conflict,
     GuaraError,
     InvalidInput,
     NotFound,
@@ -26,6 +27,7 @@ from guara.core.errors import (
     RateLimited,
 )
 from guara.core.projects import ProjectView
+from guara.core.runtimes import RUNNING
 from guara.core.services import ServiceView
 from guara.core.validation import DEFAULT_PORT
 from guara.http.deps import ContextDep
@@ -246,7 +248,12 @@ async def _service_context(ctx: AppContext, user: Principal, service_id: uuid.UU
 
 @router.get("/services/{service_id}")
 async def service_page(
-    request: Request, ctx: ContextDep, user: WebUser, service_id: uuid.UUID, created: str = ""
+    request: Request,
+    ctx: ContextDep,
+    user: WebUser,
+    service_id: uuid.UUID,
+    created: str = "",
+    stopped: str = "",
 ) -> Response:
     context = await _service_context(ctx, user, service_id)
     history = await deployments.list_deployments(ctx, user, service_id=service_id, limit=10)
@@ -255,10 +262,40 @@ async def service_page(
         "service_overview.html",
         tab="overview",
         created=bool(created),
+        stopped=bool(stopped),
         deployments=[deployment_display(row) for row in history],
         deploying=any(row.active for row in history),
+        live=next((deployment_display(row) for row in history if row.status == RUNNING), None),
         runtime=ctx.deployments.runtime.name,
         **context,
+    )
+
+
+@router.post("/services/{service_id}/stop")
+async def stop_form(ctx: ContextDep, user: FormUser, service_id: uuid.UUID) -> Response:
+    """The Stop button: remove the running container; deploy again to start it."""
+    await deployments.stop_service(ctx, user, service_id=service_id)
+    return see_other(f"/services/{service_id}?stopped=1")
+
+
+@router.get("/services/{service_id}/logs")
+async def logs_page(
+    request: Request,
+    ctx: ContextDep,
+    user: WebUser,
+    service_id: uuid.UUID,
+    tail: Annotated[int, Query(ge=1, le=deployments.MAX_LOG_TAIL)] = deployments.DEFAULT_LOG_TAIL,
+) -> Response:
+    """The running container's last log lines (redacted, bounded)."""
+    context = await _service_context(ctx, user, service_id)
+    try:
+        found = await deployments.service_logs(ctx, user, service_id=service_id, tail=tail)
+    except Conflict as exc:
+        return render(
+            request, "service_logs.html", tab="logs", lines=None, notice=exc.message, tail=tail, **context
+        )
+    return render(
+        request, "service_logs.html", tab="logs", lines=found.lines, notice="", tail=tail, **context
     )
 
 

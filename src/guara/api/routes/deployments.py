@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from guara.api.deps import CurrentUser
-from guara.api.schemas import DeploymentPublic, error_responses
+from guara.api.schemas import DeploymentPublic, ServiceLogsPublic, ServiceStopped, error_responses
 from guara.core import deployments
 from guara.http.deps import ContextDep
 
@@ -42,3 +42,21 @@ async def get_deployment(
 ) -> DeploymentPublic:
     view = await deployments.get_deployment(ctx, user, service_id=service_id, deployment_id=deployment_id)
     return DeploymentPublic.model_validate(view)
+
+
+@router.post("/services/{service_id}/stop", responses=error_responses(409))
+async def stop_service(service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep) -> ServiceStopped:
+    """Stop the service's running container (container engine runtime); deploy again to start it."""
+    return ServiceStopped(stopped=await deployments.stop_service(ctx, user, service_id=service_id))
+
+
+@router.get("/services/{service_id}/logs", responses=error_responses(409))
+async def service_logs(
+    service_id: uuid.UUID,
+    user: CurrentUser,
+    ctx: ContextDep,
+    tail: Annotated[int, Query(ge=1, le=deployments.MAX_LOG_TAIL)] = deployments.DEFAULT_LOG_TAIL,
+) -> ServiceLogsPublic:
+    """The running container's last log lines (stdout and stderr), bounded and redacted."""
+    view = await deployments.service_logs(ctx, user, service_id=service_id, tail=tail)
+    return ServiceLogsPublic.model_validate(view)
