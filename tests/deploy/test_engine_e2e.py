@@ -69,6 +69,13 @@ class Guara:
         finally:
             client.close()
 
+    def until_gone(self, deployment_id: str, *, within: float = 30.0) -> None:
+        """Wait until no container of this deployment is left (the swap removes it right after)."""
+        deadline = time.monotonic() + within
+        while [c for c in self.managed() if c["Labels"][DEPLOYMENT_LABEL] == deployment_id]:
+            assert time.monotonic() < deadline, f"the container of {deployment_id} is still there"
+            time.sleep(0.1)
+
     def managed(self) -> list[dict[str, Any]]:
         client = self.engine.client()
         try:
@@ -186,7 +193,7 @@ def test_private_images_run_swap_and_fail_safely(guara: Guara, app_images: AppIm
     assert _body(second["url"]) == app_images.bodies[APP_V2]
     old = guara.api.get(f"/services/{service_id}/deployments/{first['id']}").json()
     assert old["status"] == "replaced" and old["url"] is None
-    assert not [c for c in guara.managed() if c["Labels"][DEPLOYMENT_LABEL] == first["id"]]
+    guara.until_gone(first["id"])
 
     # A crashing image: start_failed with its log lines; the running app keeps serving.
     guara.api.patch(f"/services/{service_id}", json={"image": source.tag_ref(CRASH_V1)})

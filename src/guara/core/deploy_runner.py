@@ -234,6 +234,8 @@ class DeploymentRunner:
                     outcome = await self._deploy(ctx, deployment_id)
                     if outcome is not None:
                         await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
+                        if outcome.retired_containers:
+                            await self.runtime.retire(outcome.retired_containers)
             except asyncio.CancelledError:
                 await _finish_shielded(ctx, deployment_id, principal, _INTERRUPTED)
                 raise

@@ -12,7 +12,9 @@ For one deployment (``deploy``):
 4. it must become ready (the port answers, or the health path answers below 400) within
    ``GUARA_ENGINE_START_TIMEOUT_S``; otherwise it is removed, the previous container keeps serving, and
    the deployment fails ``start_failed`` with the last lines of its log (bounded, redacted);
-5. only then are the service's previous containers stopped and removed (their deployments ``replaced``).
+5. only then does it take over: the previous deployments are recorded ``replaced`` with this one's
+   success, and their containers removed right after (a removal that fails is retried by the
+   reconciliation: a replaced deployment's container never belongs on the engine).
 
 Access is decided by guara before the pull (the image was resolved with the same credentials through
 the guard): some engines do not ask the registry again for a digest they already hold.
@@ -179,7 +181,7 @@ class EngineRuntime:
             with anyio.CancelScope(shield=True):
                 await self._discard(container.id)
             raise
-        replaced = await self._retire_previous(ctx, job)
+        previous = await ctx.db.run(lambda s: _running(s, job.service_id, exclude=job.deployment_id))
         message = f"{summary}; running as {container.name} at {container.url}."
         return Outcome(
             RUNNING,
@@ -188,15 +190,13 @@ class EngineRuntime:
             container_id=container.id,
             url=container.url,
             started_at=datetime.now(UTC),
-            replaced=replaced,
+            replaced=tuple(deployment_id for deployment_id, _container in previous),
+            retired_containers=tuple(container_id for _deployment, container_id in previous),
         )
 
-    async def _retire_previous(self, ctx: AppContext, job: DeployJob) -> tuple[uuid.UUID, ...]:
-        """Stop and remove the containers the new one takes over from."""
-        previous = await ctx.db.run(lambda s: _running(s, job.service_id, exclude=job.deployment_id))
-        for _deployment_id, container_id in previous:
+    async def retire(self, container_ids: tuple[str, ...]) -> None:
+        for container_id in container_ids:
             await self._discard(container_id)
-        return tuple(deployment_id for deployment_id, _container in previous)
 
     async def _discard(self, container_id: str) -> None:
         try:

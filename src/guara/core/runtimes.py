@@ -84,8 +84,10 @@ class Outcome:
     container_id: str | None = None
     url: str | None = None
     started_at: datetime | None = None
-    # Earlier deployments of the service this one took over from (their containers are gone).
+    # Earlier deployments of the service this one takes over from, and their containers: recorded as
+    # replaced with this outcome, removed right after (the new container already serves).
     replaced: tuple[uuid.UUID, ...] = field(default=())
+    retired_containers: tuple[str, ...] = field(default=())
 
 
 class Runtime(Protocol):
@@ -99,6 +101,10 @@ class Runtime(Protocol):
 
     async def reconcile(self, ctx: AppContext) -> int:
         """Bring what the runtime runs in line with the database; how many things were removed."""
+        ...
+
+    async def retire(self, container_ids: tuple[str, ...]) -> None:
+        """Remove containers a newer deployment took over from (after that was recorded)."""
         ...
 
 
@@ -164,6 +170,9 @@ class RenderRuntime:
     async def reconcile(self, ctx: AppContext) -> int:
         return 0
 
+    async def retire(self, container_ids: tuple[str, ...]) -> None:
+        return None
+
 
 class KubernetesRuntime:
     """The rendered objects applied to a cluster with server-side apply."""
@@ -212,3 +221,6 @@ class KubernetesRuntime:
 
     async def reconcile(self, ctx: AppContext) -> int:
         return 0  # server-side apply converges on each deploy
+
+    async def retire(self, container_ids: tuple[str, ...]) -> None:
+        return None
