@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 def _listener(behaviour: str) -> Iterator[int]:
     """A loopback TCP listener: "close" accepts and closes at once (docker-proxy with nothing behind
-    it), "reset" accepts and resets, "hold" accepts and keeps the connection, "banner" speaks first."""
+    it), "reset" accepts and resets, "hold" accepts and keeps the connection, "banner" speaks first, "answer" answers what it is sent."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -43,6 +43,10 @@ def _listener(behaviour: str) -> Iterator[int]:
                 conn.close()
             elif behaviour == "banner":
                 conn.sendall(b"220 ready\r\n")
+                held.append(conn)
+            elif behaviour == "answer":
+                conn.recv(1024)  # the probe's request
+                conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
                 held.append(conn)
             else:
                 held.append(conn)
@@ -134,3 +138,10 @@ def test_addresses_and_paths() -> None:
     for path in ("healthz", "/a b", "/\x1b[31m", "/ü", "/" + "a" * 1024):
         with pytest.raises(ValueError):
             health_url(base, path)
+
+
+@pytest.mark.parametrize("listener", ["answer"], indirect=True)
+async def test_a_server_that_answers_is_ready_without_waiting_the_settle_time(listener: int) -> None:
+    started = time.monotonic()
+    assert await probe_tcp("127.0.0.1", listener, timeout_s=2) is None
+    assert time.monotonic() - started < TCP_SETTLE_S

@@ -479,7 +479,8 @@ def _ping(path: Path) -> tuple[int | None, dict[str, str]]:
 
 
 def _remove_all_containers(handle: EngineHandle) -> int:
-    """Force-remove every container (the engine stops them with SIGKILL); return how many."""
+    """Force-remove every container (the engine stops them with SIGKILL) and the networks left unused;
+    return how many containers."""
     if _ping(handle.socket)[0] != 200:
         return 0
     removed = 0
@@ -489,6 +490,9 @@ def _remove_all_containers(handle: EngineHandle) -> int:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True, v=True)
                 removed += 1
+        # The networks made through the API (one per guara project): an engine keeps them, and their
+        # bridges, past its own stop.
+        client.networks.prune()
     except docker.errors.DockerException:
         pass  # the lease cleanup still kills and unmounts whatever is left
     finally:

@@ -156,7 +156,24 @@ def sweep(base: Path = LEASE_BASE, *, locked: bool = False) -> list[Path]:
                 removed.append(path)
         finally:
             os.close(fd)
+    _delete_orphan_bridges(live_blocks(base))
     return removed
+
+
+def _delete_orphan_bridges(live: list[ipaddress.IPv4Network]) -> None:
+    """Bridges with an address in the lab's space that no live lease owns: the networks an engine
+    created through its API (one per guara project), left behind by an engine that was killed, or that
+    kept them across its own stop (dockerd does not delete its networks' bridges when it exits)."""
+    result = subprocess.run(["ip", "-4", "-j", "addr", "show"], capture_output=True, timeout=10)
+    for link in json.loads(result.stdout or b"[]"):
+        name = str(link.get("ifname", ""))
+        for address in link.get("addr_info", []):
+            with contextlib.suppress(ValueError, KeyError):
+                network = ipaddress.IPv4Network(f"{address['local']}/{address['prefixlen']}", strict=False)
+                if network.subnet_of(SUBNET_SPACE) and not any(network.overlaps(b) for b in live):
+                    for problem in delete_link(name):
+                        log.warning("orphan bridge %s: %s", name, problem)
+                    break
 
 
 def live_blocks(base: Path = LEASE_BASE, *, exclude: Path | None = None) -> list[ipaddress.IPv4Network]:

@@ -26,10 +26,10 @@ import os
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import select, update
@@ -69,6 +69,8 @@ SHUTDOWN_GRACE_S = 5.0
 # once the lease is this old (or at once when their process is known to be gone).
 HEARTBEAT_S = 2.0
 LEASE_S = 15.0
+# How long a replaced container keeps running after the new one took over (requests in flight).
+DRAIN_S = 2.0
 # How often what the runtime runs is compared with the database (also at start, and after a sweep).
 RECONCILE_EVERY_S = 30.0
 MAX_MESSAGE = 2000  # a deployment's message is for people; registries can say a lot
@@ -132,8 +134,10 @@ class DeploymentRunner:
         shutdown_grace_s: float = SHUTDOWN_GRACE_S,
         heartbeat_s: float = HEARTBEAT_S,
         lease_s: float = LEASE_S,
+        drain_s: float = DRAIN_S,
     ) -> None:
         self.runtime: Runtime = runtime if runtime is not None else RenderRuntime()
+        self.drain_s = drain_s
         self.shutdown_grace_s = shutdown_grace_s
         self.heartbeat_s = heartbeat_s
         self.lease_s = lease_s
@@ -175,11 +179,19 @@ class DeploymentRunner:
 
     def spawn(self, ctx: AppContext, deployment_id: uuid.UUID, principal: Principal) -> None:
         self.start(ctx)
-        task = asyncio.get_running_loop().create_task(
-            self._run(ctx, deployment_id, principal), name=f"guara-deploy-{deployment_id}"
-        )
+        self._track(self._run(ctx, deployment_id, principal), f"guara-deploy-{deployment_id}")
+
+    def _track(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _retire_later(self, container_ids: tuple[str, ...]) -> None:
+        """Remove the containers a new deployment took over from, after a moment for the requests
+        they are still answering (the new one already gets the traffic). Cut short by a shutdown,
+        the reconciliation removes them later: a replaced deployment's container never belongs."""
+        await anyio.sleep(self.drain_s)
+        await self.runtime.retire(container_ids)
 
     async def wait_idle(self) -> None:
         """Wait until every deployment started on this event loop has finished."""
@@ -235,7 +247,7 @@ class DeploymentRunner:
                     if outcome is not None:
                         await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
                         if outcome.retired_containers:
-                            await self.runtime.retire(outcome.retired_containers)
+                            self._track(self._retire_later(outcome.retired_containers), "guara-retire")
             except asyncio.CancelledError:
                 await _finish_shielded(ctx, deployment_id, principal, _INTERRUPTED)
                 raise

@@ -13,8 +13,9 @@ For one deployment (``deploy``):
    ``GUARA_ENGINE_START_TIMEOUT_S``; otherwise it is removed, the previous container keeps serving, and
    the deployment fails ``start_failed`` with the last lines of its log (bounded, redacted);
 5. only then does it take over: the previous deployments are recorded ``replaced`` with this one's
-   success, and their containers removed right after (a removal that fails is retried by the
-   reconciliation: a replaced deployment's container never belongs on the engine).
+   success, and their containers removed after a short drain (``DeploymentRunner.drain_s``); a
+   removal that fails or is cut short is done by the reconciliation (a replaced deployment's container
+   never belongs on the engine).
 
 Access is decided by guara before the pull (the image was resolved with the same credentials through
 the guard): some engines do not ask the registry again for a digest they already hold.
@@ -31,6 +32,7 @@ import anyio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from guara.core import credentials
 from guara.core.runtimes import (
     CREDENTIALS_REMOVED,
     ENGINE_UNAVAILABLE,
@@ -41,7 +43,6 @@ from guara.core.runtimes import (
     STARTING,
     DeployJob,
     Outcome,
-    credentials_unchanged,
     resolution_summary,
 )
 from guara.deploy import (
@@ -128,9 +129,6 @@ class EngineRuntime:
         blocked = await _guard_refusal(ctx, image.reference.api_host)
         if blocked is not None:
             return Outcome(FAILED, f"{summary}; the pull was not started: {blocked[1]}", blocked[0], digest)
-        removed = Outcome(FAILED, REMOVED_MESSAGE.format(what=""), CREDENTIALS_REMOVED, digest)
-        if not await credentials_unchanged(ctx, job):
-            return removed
         auth = None
         if job.login is not None:
             auth = EngineAuth(image.reference.registry, job.login.username, job.login.password)
@@ -140,9 +138,11 @@ class EngineRuntime:
             return Outcome(FAILED, f"{summary}; the engine could not pull it: {exc}", exc.code, digest)
         except EngineError as exc:
             return Outcome(FAILED, f"{summary}; {exc}", exc.code, digest)
-        if not await credentials_unchanged(ctx, job):
-            return removed  # removed while the engine pulled: nothing is started with them
-        await ctx.db.run(lambda s: _mark(s, job.deployment_id, STARTING, f"{summary}; starting a container."))
+        # The engine keeps nothing of the credentials: checking once, after the pull, is enough to
+        # start nothing with credentials removed meanwhile.
+        message = f"{summary}; starting a container."
+        if not await ctx.db.run(lambda s: _mark_starting(s, job, message)):
+            return Outcome(FAILED, REMOVED_MESSAGE.format(what=""), CREDENTIALS_REMOVED, digest)
         return await self._start(ctx, job, summary)
 
     async def _start(self, ctx: AppContext, job: DeployJob, summary: str) -> Outcome:
@@ -262,12 +262,20 @@ async def _guard_refusal(ctx: AppContext, api_host: str) -> tuple[str, str] | No
 # --- database steps ------------------------------------------------------------------------------------
 
 
-def _mark(session: Session, deployment_id: uuid.UUID, status: str, message: str) -> None:
-    row = session.get(Deployment, deployment_id)
+def _mark_starting(session: Session, job: DeployJob, message: str) -> bool:
+    """Record that the container starts, in one transaction with the check that the credentials the
+    deploy read are still the stored ones (False, and nothing recorded, when they are not)."""
+    if (
+        job.fingerprint is not None
+        and credentials.fingerprint(session, service_id=job.service_id) != job.fingerprint
+    ):
+        return False
+    row = session.get(Deployment, job.deployment_id)
     if row is not None:
-        row.status = status
+        row.status = STARTING
         row.message = message
         row.updated_at = utcnow()
+    return True
 
 
 def _record_container(session: Session, deployment_id: uuid.UUID, container_id: str, url: str) -> None:

@@ -19,6 +19,7 @@ import httpx
 # counts as listening: dockerd's docker-proxy closes within a millisecond when nothing listens.
 TCP_SETTLE_S = 0.3
 PROBE_TIMEOUT_S = 2.0
+_HELLO = b"HEAD / HTTP/1.0\r\n\r\n"
 
 
 def probe_address(url: str) -> tuple[str, int]:
@@ -55,12 +56,14 @@ async def probe_http(client: httpx.AsyncClient, url: httpx.URL, *, timeout_s: fl
 
 
 async def probe_tcp(host: str, port: int, *, timeout_s: float) -> str | None:
-    """None when a connection to ``host:port`` is accepted and the far side neither closes nor
-    resets it within ``TCP_SETTLE_S`` (or speaks first).
+    """None when a connection to ``host:port`` is accepted and the far side answers, or neither closes
+    nor resets it within ``TCP_SETTLE_S``.
 
     An accept alone proves nothing on dockerd: docker-proxy accepts every connection on the host
     port, dials the container, and closes the accepted connection at once when nothing listens
-    there. Podman's port forwarding (netavark's DNAT) refuses the connection instead."""
+    there. Podman's port forwarding (netavark's DNAT) refuses the connection instead. The probe says
+    something first (a ``HEAD`` request: most servers, HTTP or not, answer it at once), so a server
+    that answers is ready without waiting out the settle time; a silent one still passes after it."""
     try:
         with anyio.fail_after(timeout_s):
             stream = await anyio.connect_tcp(host, port)
@@ -71,12 +74,13 @@ async def probe_tcp(host: str, port: int, *, timeout_s: float) -> str | None:
     async with stream:
         try:
             with anyio.fail_after(TCP_SETTLE_S):
+                await stream.send(_HELLO)
                 await stream.receive(1)
         except TimeoutError:
             return None  # held open: something listens behind the port
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             return f"port {port} accepted the connection and closed it at once (nothing listens)"
-    return None  # the server spoke first
+    return None  # the server answered
 
 
 def _reason(exc: BaseException) -> str:
