@@ -66,6 +66,10 @@ class RateLimiter:
         return "redis" if self._shared is not None else "memory"
 
     async def hit_async(self, key: str) -> int | None:
+        """``hit`` for async callers: Redis I/O runs in a worker thread; the in-memory window alone is
+        a few microseconds of work, done in place."""
+        if self._shared is None:
+            return self.hit(key)
         return await anyio.to_thread.run_sync(self.hit, key)
 
     def hit(self, key: str) -> int | None:
