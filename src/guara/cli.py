@@ -1,4 +1,7 @@
-"""The ``guara`` command: a thin Typer layer over ``guara.core``, reading the same settings."""
+"""The ``guara`` command: a thin Typer layer over ``guara.core``, reading the same settings.
+
+Each command imports what it needs when it runs: ``guara preflight`` starts like a tool (the registry
+client and the settings), not like the server (the database, the web framework, the runtimes)."""
 
 from __future__ import annotations
 
@@ -7,14 +10,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 from pydantic import SecretStr, ValidationError
 
 from guara.config import ConfigurationError, Settings
-from guara.context import AppContext
+
+if TYPE_CHECKING:
+    from guara.context import AppContext
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="guara control plane")
 db_app = typer.Typer(no_args_is_help=True, help="database")

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.anyio
 
 def _listener(behaviour: str) -> Iterator[int]:
     """A loopback TCP listener: "close" accepts and closes at once (docker-proxy with nothing behind
-    it), "reset" accepts and resets, "hold" accepts and keeps the connection, "banner" speaks first, "answer" answers what it is sent."""
+    it), "reset" accepts and resets, "hold" accepts and keeps the connection, "banner" speaks
+    first, "answer" answers what it is sent."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)

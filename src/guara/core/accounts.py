@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from guara.context import AppContext
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a login takes as long either way.
-_DUMMY_HASH = _hasher.hash("guara-dummy-password")
 _VERIFICATIONS = threading.BoundedSemaphore(4)
 TOKEN_PREFIX = "gua_"  # noqa: S105  (a public prefix, not a secret)
 
@@ -57,6 +56,13 @@ class SignedIn:
 
     principal: Principal
     csrf_token: str
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a login takes as long either way (made on first
+    use: hashing at import would cost every command a third of a second)."""
+    return _hasher.hash("guara-dummy-password")
 
 
 def _digest(token: str) -> str:
@@ -191,7 +197,7 @@ def _authenticate(session: Session, *, email: str, password: str) -> Principal:
     try:
         # Each verification takes ~64 MiB: a few at a time, however many requests arrive at once.
         with _VERIFICATIONS:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         raise NotAuthenticated("wrong email or password") from None
     if user is None:
