@@ -292,7 +292,6 @@ class TokenIssuer:
         issued_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         return {"token": token, "access_token": token, "expires_in": self.expires_in, "issued_at": issued_at}
 
-
     def _reused(self, account: str | None, granted: tuple[Access, ...]) -> str:
         now = time.monotonic()
         with self._lock:
