@@ -18,6 +18,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guara import __version__, api
+from guara.config import Settings, split_address
 from guara.context import AppContext
 from guara.core.errors import GuaraError
 from guara.http.bodies import RequestBodies
@@ -27,7 +28,10 @@ from guara.http.errors import (
     guara_error_response,
     validation_error_response,
 )
+from guara.http.telemetry import RequestTelemetry, metrics_app, metrics_response
+from guara.logs import configure_logging
 from guara.secrets import secret_scope
+from guara.serving import serving_beside
 from guara.store import DatabaseUnavailable
 from guara.web import routes as web_routes
 from guara.web.views import error_page
@@ -83,9 +87,14 @@ class SecretScope:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     context: AppContext = app.state.context
-    context.start_background_work()
-    yield
-    await context.stop_background_work()
+    async with contextlib.AsyncExitStack() as stack:
+        address: str | None = app.state.metrics_address
+        if address is not None:
+            host, port = split_address(address)
+            await stack.enter_async_context(serving_beside(metrics_app(context), host=host, port=port))
+        context.start_background_work()
+        yield
+        await context.stop_background_work()
 
 
 def _wants_html(request: Request) -> bool:
@@ -146,8 +155,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _answer(request, response, str(exc.detail))
 
 
-def create_app(context: AppContext) -> FastAPI:
-    """The API, the dashboard and the health probes over one application context."""
+def create_app(context: AppContext, *, metrics_address: str | None = None) -> FastAPI:
+    """The API, the dashboard and the health probes over one application context.
+
+    ``GET /metrics`` is served here, or only on ``metrics_address`` (host:port) when one is given."""
     app = FastAPI(
         title="guara",
         version=__version__,
@@ -159,6 +170,7 @@ def create_app(context: AppContext) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.context = context
+    app.state.metrics_address = metrics_address
     _install_error_handlers(app)
     app.include_router(api.router())
     web_routes.install(app)
@@ -175,7 +187,23 @@ def create_app(context: AppContext) -> FastAPI:
             return JSONResponse(error_body("unavailable", "database not reachable"), status_code=503)
         return {"status": "ready"}
 
+    if metrics_address is None:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics() -> Response:
+            return await metrics_response(context)
+
     app.add_middleware(RequestBodies, context=context)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(SecretScope)
+    app.add_middleware(RequestTelemetry)
     return app
+
+
+def app_from_settings() -> FastAPI:
+    """The application of one worker process of ``guara serve --workers N`` (a uvicorn factory): the
+    parent has already migrated the database and made the development key, if any."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    context = AppContext.from_settings(settings)
+    return create_app(context, metrics_address=settings.metrics_addr)

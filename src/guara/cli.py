@@ -5,10 +5,11 @@ client and the settings), not like the server (the database, the web framework, 
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,11 +50,10 @@ def _settings() -> Settings:
         raise _fail(f"invalid settings: {problems}", 2) from None
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    from guara.secrets import install_log_redaction
+def _setup_logging(level: str, settings: Settings | None = None) -> None:
+    from guara.logs import configure_logging
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    configure_logging(level, (settings or _settings()).log_format)
 
 
 def _context(*, announce: bool = False, migrate: bool = True) -> AppContext:
@@ -80,20 +80,29 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     log_level: Annotated[str | None, typer.Option(help="log level (default GUARA_LOG_LEVEL or info)")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes sharing the address")] = 1,
 ) -> None:
     """Run the API and the dashboard (migrates the database first)."""
-    import uvicorn
-
-    from guara.app import create_app
-    from guara.serving import server_config
-
-    level = (log_level or _settings().log_level).lower()
-    _setup_logging(level.upper())
+    settings = _settings()
+    level = (log_level or settings.log_level).lower()
+    _setup_logging(level, settings)
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Before guara.metrics is first imported, here and in every worker: they count into files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="guara-metrics-")
     context = _context(announce=True)
-    log.info("guara serving on http://%s:%d (database %s)", host, port, context.db.display_url)
-    # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
-    gc.freeze()
-    uvicorn.Server(server_config(create_app(context), host=host, port=port, log_level=level)).run()
+    log.info(
+        "guara serving on http://%s:%d (database %s, %d process%s)",
+        host,
+        port,
+        context.db.display_url,
+        workers,
+        "" if workers == 1 else "es",
+    )
+    if settings.metrics_addr:
+        log.info("metrics on http://%s/metrics", settings.metrics_addr)
+    from guara.serving import run_server
+
+    run_server(context, host=host, port=port, log_level=level, workers=workers)
 
 
 @db_app.command("upgrade")

@@ -28,6 +28,19 @@ class ConfigurationError(Exception):
 ENGINE_SOCKETS = ("/run/podman/podman.sock", "/var/run/docker.sock")
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6 host]:port`` as (host, port); ValueError when it is neither."""
+    host, sep, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    if not sep or not host or (":" in host and not address.startswith("[")) or not port.isdigit():
+        raise ValueError("must be host:port, or [IPv6 address]:port")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError("the port must be 1-65535")
+    return host, int(port)
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("guara", appauthor=False))
 
@@ -59,6 +72,11 @@ class Settings(BaseSettings):
     # How long a new container may take to become ready before the deploy fails (start_failed).
     engine_start_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     log_level: str = "info"
+    # text (for people) or json (one object a line, for log pipelines); both redacted.
+    log_format: str = "text"
+    # host:port ([::1]:9100 for IPv6) to serve /metrics on, apart from the API; unset: GET /metrics
+    # on the main address.
+    metrics_addr: str | None = None
     session_max_age_s: int = 14 * 24 * 3600
     # Behind a TLS-terminating proxy guara sees plain http: set true so cookies are still Secure.
     # Unset: Secure exactly when the request itself came over https.
@@ -70,6 +88,20 @@ class Settings(BaseSettings):
         from guara.netguard import parse_allow_list
 
         parse_allow_list(value)  # one rule for what an exemption may be: the guard's
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("GUARA_LOG_FORMAT must be 'text' or 'json'")
+        return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
         return value
 
     @field_validator("runtime")

@@ -26,6 +26,7 @@ import time
 import anyio.to_thread
 from limits import RateLimitItemPerMinute, storage, strategies
 
+from guara import metrics
 from guara.config import redact_url
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,12 @@ class RateLimiter:
 
     def hit(self, key: str) -> int | None:
         """Count one event. None when allowed; otherwise seconds until one is allowed again."""
+        retry_after = self._hit(key)
+        if retry_after is not None:
+            metrics.count_rate_limited(self.namespace)
+        return retry_after
+
+    def _hit(self, key: str) -> int | None:
         # Local first, without counting: a full local window must not spend a shared slot.
         if not self._local.test(self.item, self.namespace, key):
             return self._retry_after(self._local, key)

@@ -14,10 +14,18 @@ rate limits, and TLS (see the README's security section).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import gc
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
+
+if TYPE_CHECKING:
+    from guara.context import AppContext
 
 HEADER_TIMEOUT_S = 10.0
 KEEP_ALIVE_TIMEOUT_S = 5
@@ -76,3 +84,60 @@ def server_config(app: Any, *, host: str, port: int, log_level: str, **overrides
         **overrides,
     }
     return uvicorn.Config(app, **settings)
+
+
+class _ServerBeside(uvicorn.Server):
+    """A second server in the main server's event loop; the main one owns the process's signals and
+    stops this one when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bound with SO_REUSEPORT: every worker process of ``guara serve --workers N`` listens on the same
+    address, and any of them answers for all (the metrics are shared through files)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serving_beside(app: Any, *, host: str, port: int) -> AsyncIterator[None]:
+    """Serve ``app`` on host:port for as long as the context is open (an OSError when it cannot bind)."""
+    sock = _listening_socket(host, port)
+    config = server_config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = _ServerBeside(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="guara-metrics-server")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        sock.close()
+
+
+def run_server(context: AppContext, *, host: str, port: int, log_level: str, workers: int = 1) -> None:
+    """``guara serve``: this process serves, or ``workers`` processes share the address (each with its
+    own application context, built from the same settings; this one only supervises them)."""
+    from guara.app import create_app
+
+    if workers == 1:
+        app = create_app(context, metrics_address=context.settings.metrics_addr)
+        # Everything loaded so far lives for the whole process: keep the collector from rescanning it.
+        gc.freeze()
+        uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()
+        return
+    factory = "guara.app:app_from_settings"
+    config = server_config(factory, host=host, port=port, log_level=log_level, factory=True, workers=workers)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

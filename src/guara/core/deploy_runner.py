@@ -35,6 +35,7 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from guara import metrics
 from guara.core import audit, credentials
 from guara.core.accounts import SYSTEM, Principal
 from guara.core.errors import CredentialsUnreadable
@@ -245,7 +246,8 @@ class DeploymentRunner:
                 async with self._turn(service_id):
                     outcome = await self._deploy(ctx, deployment_id)
                     if outcome is not None:
-                        await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
+                        took = await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
+                        _count(outcome, took)
                         if outcome.retired_containers:
                             self._track(self._retire_later(outcome.retired_containers), "guara-retire")
             except asyncio.CancelledError:
@@ -299,18 +301,20 @@ async def sweep_abandoned(ctx: AppContext, *, lease_s: float = LEASE_S) -> int:
     def work(session: Session) -> int:
         cutoff = utcnow() - timedelta(seconds=lease_s)
         rows = session.scalars(select(Deployment).where(Deployment.status.in_(ACTIVE))).all()
-        ended = 0
         for row in rows:
             alive_at = row.heartbeat_at or row.updated_at
             if alive_at >= cutoff and not owner_gone(row.owner):
                 continue
             creator = session.get(User, row.created_by) if row.created_by else None
             principal = Principal(creator.id, creator.email) if creator else SYSTEM
-            _finish(session, row.id, principal, _INTERRUPTED)
-            ended += 1
-        return ended
+            took.append(_finish(session, row.id, principal, _INTERRUPTED))
+        return len(took)
 
-    return await ctx.db.run(work)
+    took: list[float | None] = []
+    ended = await ctx.db.run(work)
+    for seconds in took:
+        _count(_INTERRUPTED, seconds)
+    return ended
 
 
 async def _finish_shielded(
@@ -320,9 +324,11 @@ async def _finish_shielded(
     with anyio.CancelScope(shield=True) as scope:
         scope.deadline = anyio.current_time() + _FINAL_WRITE_BUDGET_S
         try:
-            await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
+            took = await ctx.db.run(lambda s: _finish(s, deployment_id, principal, outcome))
         except Exception:
             logger.exception("could not record the end of deployment %s", deployment_id)
+        else:
+            _count(outcome, took)
 
 
 def _hint(code: PreflightCode, with_credentials: bool) -> str:
@@ -384,12 +390,21 @@ def _begin(ctx: AppContext, session: Session, deployment_id: uuid.UUID) -> _Star
     )
 
 
-def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, outcome: Outcome) -> None:
-    """Write the final status and its ``service.deploy`` audit entry in one transaction."""
+def _count(outcome: Outcome, took: float | None) -> None:
+    """Count a deployment that ``_finish`` ended (``took`` is None when it had already ended)."""
+    if took is not None:
+        metrics.count_deployment(outcome.status, took)
+
+
+def _finish(
+    session: Session, deployment_id: uuid.UUID, principal: Principal, outcome: Outcome
+) -> float | None:
+    """Write the final status and its ``service.deploy`` audit entry in one transaction. Returns the
+    seconds since the deployment was created; None when it had already ended (nothing written)."""
     row = session.get(Deployment, deployment_id)
     service = session.get(Service, row.service_id) if row is not None else None
     if row is None or service is None or row.status not in ACTIVE:
-        return
+        return None
     row.status = outcome.status
     row.code = outcome.code
     row.message = outcome.message[:MAX_MESSAGE]
@@ -423,3 +438,4 @@ def _finish(session: Session, deployment_id: uuid.UUID, principal: Principal, ou
         row.code or "-",
         row.digest or "-",
     )
+    return (row.updated_at - row.created_at).total_seconds()

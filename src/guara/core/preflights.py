@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from guara import metrics
 from guara.core.accounts import Principal
 from guara.core.errors import RateLimited
 from guara.registry import PreflightResult, preflight
@@ -46,10 +47,12 @@ async def run_preflight(
     """The preflight for ``image`` with ``login`` (anonymous when None) on the application's options.
 
     ``registry`` is the Registry URL typed for an anonymous test; a login carries its own."""
-    return await preflight(
+    result = await preflight(
         image,
         registry=login.registry if login is not None else registry,
         username=login.username if login is not None else None,
         password=login.password if login is not None else None,
         options=ctx.registry,
     )
+    metrics.count_preflight(None if result.code is None else result.code.value, result.elapsed_ms / 1000)
+    return result

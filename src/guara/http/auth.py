@@ -7,6 +7,7 @@ import hmac
 
 from fastapi import Request
 
+from guara import logs
 from guara.context import AppContext
 from guara.core import accounts
 from guara.core.accounts import Principal, SignedIn
@@ -69,6 +70,8 @@ async def _caller(request: Request, ctx: AppContext) -> Principal | SignedIn:
         if caller is None:
             raise NotAuthenticated("authentication required")
     request.state.caller = caller
+    principal = caller.principal if isinstance(caller, SignedIn) else caller
+    logs.user_id.set(str(principal.user_id))  # for this request's log lines (reset by RequestTelemetry)
     return caller
 
 
