@@ -58,13 +58,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[Served]:
-    """`guara serve` as a real process on a free loopback port, until the block ends (when it is still
-    running, it is asked to stop)."""
+def serving(env: dict[str, str], log: Path, *args: str) -> Iterator[Served]:
+    """`guara serve` (with ``args``) as a real process on a free loopback port, until the block ends
+    (when it is still running, it is asked to stop)."""
     port = free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "guara.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "guara.cli", "serve", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1,9 +1,10 @@
 """A canary password goes through the whole product; then every byte guara wrote is searched for it.
 
-The server runs as a real process at debug log level. Afterwards the test greps the raw bytes of every
-file in the data dir (database, WAL, key file, logs), the server's output, every response body and the
-audit entries (and, on PostgreSQL, a pg_dump) for the canary, its base64, its hex and the base64 of
-``user:canary`` (what a Basic header carries).
+The server runs as a real process at debug log level, once with text logs and once with JSON logs.
+Afterwards the test greps the raw bytes of every file in the data dir (database, WAL, key file, logs),
+the server's output, every response body (``/metrics`` too) and the audit entries (and, on
+PostgreSQL, a pg_dump) for the canary, its base64, its hex and the base64 of ``user:canary`` (what a
+Basic header carries).
 
 The user name is a canary too, of a weaker kind: it is stored in clear (and shown masked), so it is
 searched for only where it must never appear, the logs and the responses, raw and percent-encoded
@@ -48,7 +49,10 @@ def _username_forms(user: str) -> list[bytes]:
     return [user.encode(), quote(user, safe="").encode(), quote_plus(user).encode()]
 
 
-def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_canary_never_leaves_memory(
+    settings_env: dict[str, str], lab: Lab, tmp_path: Path, log_format: str
+) -> None:
     canary = f"canary-{uuid.uuid4().hex}-ñ"
     # '@' and '+' change under URL encoding: the encoded spellings are searched for too.
     user = f"canary+{uuid.uuid4().hex[:12]}@example.com"
@@ -83,7 +87,7 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
     bodies: list[bytes] = []
     outputs: list[str] = []
 
-    with serve({**env, "GUARA_LOG_LEVEL": "debug"}, log_path) as url:
+    with serve({**env, "GUARA_LOG_LEVEL": "debug", "GUARA_LOG_FORMAT": log_format}, log_path) as url:
         api = httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=30)
 
         def call(method: str, path: str, expect: int, **kwargs: object) -> httpx.Response:
@@ -149,6 +153,9 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
             200,
             json={"image": image, "registry": lab.token.host, "service_id": service},
         )
+        metrics = httpx.get(url + "/metrics")
+        assert metrics.status_code == 200
+        bodies.append(metrics.content)
 
     haystacks: dict[str, bytes] = {f"response {i}": body for i, body in enumerate(bodies)}
     haystacks.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
@@ -160,7 +167,8 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
         dump_url = database_url.replace("postgresql+psycopg://", "postgresql://")
         haystacks["pg_dump"] = subprocess.run(["pg_dump", dump_url], capture_output=True, check=True).stdout
     assert log_path.read_bytes(), "the server wrote no log at all"
-    assert any(b"DEBUG" in v for k, v in haystacks.items() if k.endswith("server.log")), "not at debug level"
+    debug = b'"level": "debug"' if log_format == "json" else b"DEBUG"
+    assert debug in log_path.read_bytes(), "not at debug level"
     leaks = [
         (name, form) for name, data in haystacks.items() for form in _forms(user, canary) if form in data
     ]
