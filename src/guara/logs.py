@@ -50,5 +50,5 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[handler])  # no-op where logging is set up already
     install_log_redaction()
