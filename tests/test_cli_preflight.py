@@ -123,3 +123,28 @@ def test_text_output(lab: Lab) -> None:
 )
 def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     assert preflight(*args, stdin="x\n").returncode == 2
+
+
+def test_text_output_names_the_registrys_usual_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the advice is under test: the preflight answers auth_failed without a network (ghcr.io is
+    out of reach here, and never looked up)."""
+    from typer.testing import CliRunner
+
+    import guara.registry
+    from guara.cli import app
+    from guara.registry import PreflightCode, PreflightResult
+
+    async def rejected(image: str, **options: object) -> PreflightResult:
+        return PreflightResult(False, PreflightCode.AUTH_FAILED, "the registry answered 401", None, 5)
+
+    monkeypatch.setattr(guara.registry, "preflight", rejected)
+    runner = CliRunner()
+    args = ["preflight", "ghcr.io/acme/api:v1", "--username", "octocat", "--password-stdin"]
+    text = runner.invoke(app, args, input="ghp_x\n")
+    assert text.exit_code == 1
+    assert "failed (auth_failed)" in text.output and "hint: GitHub rejected the token" in text.output
+    assert "read:packages" in text.output
+    as_json = runner.invoke(app, [*args, "--json"], input="ghp_x\n")
+    assert "hint" not in as_json.output and json.loads(as_json.output)["code"] == "auth_failed"
+    unknown = runner.invoke(app, ["preflight", "registry.example.com/acme/api:v1"])
+    assert "failed (auth_failed)" in unknown.output and "hint:" not in unknown.output

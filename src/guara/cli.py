@@ -190,6 +190,7 @@ def preflight(
     """Run the Test Connection preflight against a registry. Exit 0 ok, 1 failed, 2 usage."""
     from guara.registry import PreflightResult
     from guara.registry import preflight as run_preflight
+    from guara.registry.known import advice_for, registry_named
 
     settings = _settings()
     password = SecretStr(sys.stdin.readline().rstrip("\r\n")) if password_stdin else None
@@ -219,6 +220,9 @@ def preflight(
         typer.echo(f"{status}: {payload['message']} [{payload['elapsed_ms']} ms]")
         if payload["digest"]:
             typer.echo(f"digest: {payload['digest']}")
+        advice = advice_for(registry_named(registry, image), result.code.value if result.code else None)
+        if advice:
+            typer.echo(f"hint: {advice}")
     raise typer.Exit(0 if payload["ok"] else 1)
 
 

@@ -27,7 +27,8 @@ import trustme
 
 from tests.lab.tls import lab_server_cert, server_ssl_context
 
-FAKE_CERT_NAMES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "localhost", "::1")
+# ghcr.io: a fake shaped like a public registry, reached through a resolver double (never real DNS).
+FAKE_CERT_NAMES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "localhost", "::1", "ghcr.io")
 LOOPBACK = frozenset({"127.0.0.1", "127.0.0.2", "127.0.0.3", "::1"})
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

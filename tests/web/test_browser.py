@@ -213,6 +213,28 @@ def test_wizard_private_image_test_then_save(session: Session, lab: Lab) -> None
     assert lab.token.users["alice"] not in page.content()
 
 
+def test_hints_switch_with_the_registry_url(session: Session, lab: Lab) -> None:
+    page = _open_wizard(session)
+    page.get_by_label("Service name").fill("api")
+    page.get_by_label("Image reference").fill(lab.token.ref("acme/api:v1"))
+    page.get_by_text("Private Registry Credentials").click()
+    registry = page.get_by_label("Registry URL")
+    expect(registry).to_have_value(lab.token.host)
+    username_hint, password_hint = page.locator("#cred-username-hint"), page.locator("#cred-password-hint")
+    expect(username_hint).to_contain_text("Your user name, or the token user name")
+    # Typing only switches the help: nothing is tested, no name is looked up.
+    registry.fill("ghcr.io")
+    expect(username_hint).to_have_text("Your GitHub username (the token's owner).")
+    expect(password_hint).to_contain_text("read:packages")
+    expect(password_hint).to_contain_text("Encrypted at rest")
+    session.shot("wizard-registry-help-ghcr", "#private-registry")
+    registry.fill("https://Quay.io/")
+    expect(username_hint).to_contain_text("robot account (organization+name)")
+    registry.fill(lab.token.host)
+    expect(username_hint).to_contain_text("Your user name, or the token user name")
+    expect(password_hint).to_have_text("Encrypted at rest and never shown again.")
+
+
 def test_public_image_shows_no_credentials_section(session: Session, lab: Lab) -> None:
     page = _open_wizard(session)
     page.get_by_label("Service name").fill("hello")

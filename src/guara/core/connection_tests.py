@@ -19,6 +19,7 @@ from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
 from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
 from guara.registry import PreflightCode, PreflightResult
+from guara.registry.known import registry_named
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -35,6 +36,11 @@ class ConnectionTest:
     username: str | None = None
     password: SecretStr | None = None
     service_id: uuid.UUID | None = None
+
+    @property
+    def named_registry(self) -> str | None:
+        """The registry this test is about as the caller named it (for advice about it)."""
+        return registry_named(self.registry, self.image)
 
 
 async def run_connection_test(

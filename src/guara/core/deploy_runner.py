@@ -54,6 +54,7 @@ from guara.core.runtimes import (
 )
 from guara.deploy import ResolvedImage, parse_platform, resolve_image
 from guara.registry import PreflightCode
+from guara.registry.known import advice_for
 from guara.secrets import secret_scope
 from guara.store.models import ACTIVE_DEPLOYMENT_STATUSES, Deployment, Service, User, utcnow
 
@@ -278,7 +279,7 @@ class DeploymentRunner:
         if not isinstance(resolution, ResolvedImage):
             message = resolution.message.rstrip(".") + "."
             if not resolution.unusable:
-                message += _hint(resolution.code, login is not None)
+                message += _hint(resolution.code, login.registry if login else None)
             return Outcome(FAILED, message, resolution.code.value)
         job = DeployJob(
             deployment_id=deployment_id,
@@ -331,19 +332,23 @@ async def _finish_shielded(
             _count(outcome, took)
 
 
-def _hint(code: PreflightCode, with_credentials: bool) -> str:
-    if code is PreflightCode.INVALID_URL and with_credentials:
+def _hint(code: PreflightCode, registry: str | None) -> str:
+    """What to check after a failed resolution; ``registry`` is the credentials' (None without any)."""
+    if code is PreflightCode.INVALID_URL and registry is not None:
         return f" Check the service's registry credentials in {SETTINGS_HINT}."
     if code not in (PreflightCode.AUTH_FAILED, PreflightCode.MANIFEST_NOT_FOUND):
         return ""
-    if not with_credentials:
+    if registry is None:
         return (
             " This service has no registry credentials: if the image is private, add the credentials "
             f"back in the service's {SETTINGS_HINT}, then deploy again."
         )
     if code is PreflightCode.AUTH_FAILED:
-        return f" Check the service's registry credentials in {SETTINGS_HINT}: they may have been revoked."
-    return f" Check the image reference, and that the credentials in {SETTINGS_HINT} can read it."
+        hint = f" Check the service's registry credentials in {SETTINGS_HINT}: they may have been revoked."
+    else:
+        hint = f" Check the image reference, and that the credentials in {SETTINGS_HINT} can read it."
+    known = advice_for(registry, code.value)
+    return f"{hint} {known}" if known else hint
 
 
 # --- database steps (each runs in a worker thread, in its own transaction) ------------------------------

@@ -97,4 +97,5 @@ async def test_connection(request: Request, body: TestConnection, ctx: ContextDe
         return JSONResponse(view.as_json(), status_code=status_for(exc), headers=retry_after_headers(exc))
     except GuaraError as exc:
         return _error(exc)
-    return JSONResponse(connection_result_from(result, timeout_s=ctx.registry.timeout).as_json())
+    view = connection_result_from(result, timeout_s=ctx.registry.timeout, registry=request_.named_registry)
+    return JSONResponse(view.as_json())

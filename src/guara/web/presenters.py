@@ -15,6 +15,7 @@ from guara.core.audit import AuditEntry
 from guara.core.credentials import CredentialsView
 from guara.core.deployments import DeploymentView
 from guara.registry import PreflightResult
+from guara.registry.known import advice_for
 
 MASKED_PASSWORD = "••••••••"  # noqa: S105  (what the page shows instead of a stored password)
 
@@ -27,8 +28,11 @@ class Advice:
     hint: str
 
 
-def preflight_advice(code: str | None, *, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> Advice:
-    """Friendly text for one of the six preflight codes (or success when ``code`` is None)."""
+def preflight_advice(
+    code: str | None, *, timeout_s: float = PREFLIGHT_TIMEOUT_S, registry: str | None = None
+) -> Advice:
+    """Friendly text for one of the six preflight codes (or success when ``code`` is None); for a
+    well-known ``registry``, its usual cause of that failure."""
     seconds = f"{timeout_s:g}"
     table = {
         None: Advice(
@@ -66,9 +70,11 @@ def preflight_advice(code: str | None, *, timeout_s: float = PREFLIGHT_TIMEOUT_S
             "has a valid TLS certificate, then try again.",
         ),
     }
-    return table.get(code) or Advice(
+    advice = table.get(code) or Advice(
         "The test failed", "Check the registry, the username and the password, then try again."
     )
+    known = advice_for(registry, code)
+    return Advice(advice.title, known) if known else advice
 
 
 @dataclass(frozen=True)
@@ -90,14 +96,23 @@ class ConnectionResult:
 
 
 def connection_result(
-    *, ok: bool, code: str | None, message: str, elapsed_ms: int | None, digest: str | None, timeout_s: float
+    *,
+    ok: bool,
+    code: str | None,
+    message: str,
+    elapsed_ms: int | None,
+    digest: str | None,
+    timeout_s: float,
+    registry: str | None = None,
 ) -> ConnectionResult:
-    advice = preflight_advice(None if ok else code, timeout_s=timeout_s)
+    advice = preflight_advice(None if ok else code, timeout_s=timeout_s, registry=registry)
     return ConnectionResult(ok, code, advice.title, advice.hint, message, elapsed_ms, digest)
 
 
-def connection_result_from(result: PreflightResult, *, timeout_s: float) -> ConnectionResult:
-    """A Test Connection outcome, as the page and the JSON endpoint show it."""
+def connection_result_from(
+    result: PreflightResult, *, timeout_s: float, registry: str | None = None
+) -> ConnectionResult:
+    """A Test Connection outcome against ``registry``, as the page and the JSON endpoint show it."""
     return connection_result(
         ok=result.ok,
         code=result.code.value if result.code else None,
@@ -105,6 +120,7 @@ def connection_result_from(result: PreflightResult, *, timeout_s: float) -> Conn
         elapsed_ms=result.elapsed_ms,
         digest=result.digest,
         timeout_s=timeout_s,
+        registry=registry,
     )
 
 

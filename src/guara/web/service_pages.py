@@ -72,7 +72,7 @@ SAVED_NOTES = {
 }
 
 
-def _failed_save_result(ctx: AppContext, exc: PreflightFailed) -> ConnectionResult:
+def _failed_save_result(ctx: AppContext, exc: PreflightFailed, registry: str | None) -> ConnectionResult:
     return connection_result(
         ok=False,
         code=exc.code,
@@ -80,6 +80,7 @@ def _failed_save_result(ctx: AppContext, exc: PreflightFailed) -> ConnectionResu
         elapsed_ms=exc.elapsed_ms,
         digest=None,
         timeout_s=ctx.registry.timeout,
+        registry=registry,
     )
 
 
@@ -91,11 +92,11 @@ class _Feedback(TypedDict, total=False):
     errors: PageErrors
 
 
-def _failure(ctx: AppContext, exc: GuaraError) -> _Feedback:
-    """A test or save that failed, as its form shows it: a result box (a failed preflight, the soft
-    rate-limit notice) or field errors, with the status the API would give the error."""
+def _failure(ctx: AppContext, exc: GuaraError, registry: str | None) -> _Feedback:
+    """A test or save against ``registry`` that failed, as its form shows it: a result box (a failed
+    preflight, the soft rate-limit notice) or field errors, with the status the API would give."""
     if isinstance(exc, PreflightFailed):
-        return {"status_code": status_for(exc), "result": _failed_save_result(ctx, exc)}
+        return {"status_code": status_for(exc), "result": _failed_save_result(ctx, exc, registry)}
     if isinstance(exc, RateLimited):
         limit = ctx.limiters.preflight.item.amount
         return {
@@ -219,7 +220,7 @@ async def wizard_submit(
     except NotFound:
         raise
     except GuaraError as exc:
-        return _wizard(request, **_failure(ctx, exc), **page)
+        return _wizard(request, **_failure(ctx, exc, values.credentials.registry), **page)
     return see_other(f"/services/{service.id}?created=1")
 
 
@@ -227,7 +228,7 @@ async def _test_connection(ctx: AppContext, user: Principal, request: Connection
     """Test Connection from a plain form post: the result box, with 422 when the test failed. A rate
     limit raises, and the form shows the soft notice (``_failure``)."""
     result = await connection_tests.run_connection_test(ctx, user, request)
-    view = connection_result_from(result, timeout_s=ctx.registry.timeout)
+    view = connection_result_from(result, timeout_s=ctx.registry.timeout, registry=request.named_registry)
     return {"status_code": 200 if view.ok else 422, "result": view}
 
 
@@ -440,7 +441,7 @@ async def save_credentials_form(
     except NotFound:
         raise
     except GuaraError as exc:
-        return _settings(request, context, **_failure(ctx, exc), **page)
+        return _settings(request, context, **_failure(ctx, exc, values.registry), **page)
     return see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
 
 

@@ -88,6 +88,43 @@
   }
 
   /*
+   * The Username and Password help of a well-known registry (the server's table, in the fieldset's
+   * data-registry-notes): switched as the Registry URL is typed or prefilled; other hosts get the
+   * generic help the page was rendered with.
+   */
+  function registryHostname(text) {
+    let rest = text.trim().toLowerCase();
+    const scheme = rest.indexOf("://");
+    if (scheme >= 0) rest = rest.slice(scheme + 3);
+    rest = rest.split("/")[0];
+    if (rest.startsWith("[")) return rest.slice(1, rest.indexOf("]"));
+    return rest.split(":")[0].replace(/\.$/, "");
+  }
+
+  class RegistryNotes {
+    constructor(fields) {
+      let table = [];
+      try {
+        table = JSON.parse(fields.dataset.registryNotes || "[]");
+      } catch (_err) {
+        table = [];
+      }
+      this.table = table.map((notes) => ({ ...notes, re: new RegExp(`^(?:${notes.pattern})$`) }));
+      this.spans = fields.querySelectorAll("[data-registry-note]");
+    }
+
+    show(registry) {
+      const host = registryHostname(registry);
+      const notes = host ? this.table.find((entry) => entry.re.test(host)) : undefined;
+      this.spans.forEach((span) => {
+        const which = span.dataset.registryNote;
+        if (!notes) setText(span, span.dataset.generic || "");
+        else setText(span, which === "credential" ? `${notes.credential} ` : notes[which]);
+      });
+    }
+  }
+
+  /*
    * One credentials form (the wizard, or Settings → Private Registry) and its Save gate:
    * Save is enabled only after a test passed for exactly the values now in the form; changing any
    * value disables it again; "Save without verifying" enables it after a failed test.
@@ -111,6 +148,7 @@
       this.lastTest = null; // { key, ok } of the newest finished test
       this.submitting = false;
       this.registryTouched = false;
+      this.notes = new RegistryNotes(this.fields);
 
       form.addEventListener("input", (event) => this.onInput(event));
       form.addEventListener("change", () => this.update());
@@ -140,7 +178,10 @@
     onInput(event) {
       const target = event.target;
       if (target instanceof HTMLInputElement) clearFieldError(this.form, target);
-      if (target === this.registry) this.registryTouched = true;
+      if (target === this.registry) {
+        this.registryTouched = true;
+        this.notes.show(this.registry.value);
+      }
       this.update();
     }
 
@@ -251,7 +292,10 @@
     }
 
     prefillRegistry(registry) {
-      if (!this.registryTouched && registry) this.registry.value = registry;
+      if (!this.registryTouched && registry) {
+        this.registry.value = registry;
+        this.notes.show(registry);
+      }
     }
   }
 
