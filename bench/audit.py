@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import functools
 import secrets
 import statistics
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,12 +47,21 @@ def median_ms(run: Callable[[], object], repeat: int = 30) -> float:
 def seed(db: Database, rows: int) -> tuple[Principal, uuid.UUID]:
     db.upgrade()
     user_id, project_id, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
     with db.session() as session:
         session.add(User(id=user_id, email="bench@example.com", password_hash="x"))
         session.add_all([Project(id=project_id, name="bench"), Project(id=other, name="noise")])
         session.flush()
         session.add(Membership(project_id=project_id, user_id=user_id, role="owner"))
+    add_audit_rows(db, rows, project_id=project_id, other_project_id=other, actor_id=user_id)
+    return Principal(user_id, "bench@example.com"), project_id
+
+
+def add_audit_rows(
+    db: Database, rows: int, *, project_id: uuid.UUID, other_project_id: uuid.UUID, actor_id: uuid.UUID
+) -> None:
+    """``rows`` audit entries, half of them the project's: two projects interleaved, so the index has
+    to skip the other one's rows. Bulk inserts: what is measured is reading them."""
+    now = datetime.now(UTC)
     batch = 20_000
     for start in range(0, rows, batch):
         with db.session() as session:
@@ -59,9 +69,8 @@ def seed(db: Database, rows: int) -> tuple[Principal, uuid.UUID]:
                 insert(AuditLog),
                 [
                     {
-                        # Two projects interleaved, so the index has to skip the other one's rows.
-                        "project_id": project_id if i % 2 else other,
-                        "actor_id": user_id,
+                        "project_id": project_id if i % 2 else other_project_id,
+                        "actor_id": actor_id,
                         "actor_email": "bench@example.com",
                         "action": "service.update" if i % 10 else "service.deploy",
                         "target_type": "service",
@@ -73,7 +82,26 @@ def seed(db: Database, rows: int) -> tuple[Principal, uuid.UUID]:
                     for i in range(start, min(rows, start + batch))
                 ],
             )
-    return Principal(user_id, "bench@example.com"), project_id
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for one benchmark, dropped afterwards; None when unreachable."""
+    try:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        name = f"guara_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        print(f"PostgreSQL skipped: {type(exc).__name__}")
+        yield None
+        return
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def measure(name: str, url: str, rows: int, data_dir: Path) -> None:
@@ -114,20 +142,10 @@ def main() -> None:
     rows = parser.parse_args().rows
     with tempfile.TemporaryDirectory() as tmp:
         measure("SQLite", f"sqlite:///{tmp}/bench.db", rows, Path(tmp))
-    try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        name = f"guara_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        print(f"PostgreSQL skipped: {type(exc).__name__}")
-        return
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            measure("PostgreSQL", PG_ADMIN.rsplit("/", 1)[0] + "/" + name, rows, Path(tmp))
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    with postgres_database() as url:
+        if url is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                measure("PostgreSQL", url, rows, Path(tmp))
 
 
 if __name__ == "__main__":

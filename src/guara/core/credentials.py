@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -94,10 +95,15 @@ def view_of(row: RegistryCredential) -> CredentialsView:
     )
 
 
-def views_in_project(session: Session, *, project_id: uuid.UUID) -> dict[uuid.UUID, CredentialsView]:
-    """Masked credentials of every service of an authorised project, by service id, in one query."""
-    rows = session.scalars(select(RegistryCredential).where(RegistryCredential.project_id == project_id))
-    return {row.service_id: view_of(row) for row in rows}
+def views_in_project(
+    session: Session, *, project_id: uuid.UUID, service_ids: Collection[uuid.UUID] | None = None
+) -> dict[uuid.UUID, CredentialsView]:
+    """Masked credentials of the services of an authorised project (all, or ``service_ids``), by
+    service id, in one query."""
+    query = select(RegistryCredential).where(RegistryCredential.project_id == project_id)
+    if service_ids is not None:
+        query = query.where(RegistryCredential.service_id.in_(service_ids))
+    return {row.service_id: view_of(row) for row in session.scalars(query)}
 
 
 # --- input rules (the one place for each) -----------------------------------------------------------

@@ -14,6 +14,7 @@ SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 PROJECT_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 PROJECT_NAME = re.compile(PROJECT_NAME_PATTERN)
 MAX_PROJECT_NAME = 100
+MAX_SERVICE_NAME = 63
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")
 MAX_PASSWORD = 1024
 # A registry password or token: generous for a GCR JSON key (several KB), small enough to refuse abuse.

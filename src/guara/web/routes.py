@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from guara.core import accounts, projects, services
+from guara.core import accounts, projects, services, validation
 from guara.core.errors import GuaraError, InvalidInput
 from guara.http.auth import SESSION_COOKIE
 from guara.http.deps import ContextDep
@@ -117,10 +119,19 @@ async def create_project(request: Request, ctx: ContextDep, user: FormUser, name
 
 
 @router.get("/projects/{project_id}")
-async def project_page(request: Request, ctx: ContextDep, user: WebUser, project_id: uuid.UUID) -> Response:
+async def project_page(
+    request: Request,
+    ctx: ContextDep,
+    user: WebUser,
+    project_id: uuid.UUID,
+    after: Annotated[str | None, Query(max_length=validation.MAX_SERVICE_NAME)] = None,
+) -> Response:
     project = await projects.get_project(ctx, user, project_id=project_id)
-    items = await services.list_services(ctx, user, project_id=project_id)
-    return render(request, "project.html", project=project, services=items)
+    page = await services.services_page(ctx, user, project_id=project_id, after=after)
+    next_url = f"/projects/{project_id}?{urlencode({'after': page.next_after})}" if page.next_after else None
+    return render(
+        request, "project.html", project=project, page=page, first_page=after is None, next_url=next_url
+    )
 
 
 def install(app: FastAPI) -> None:
