@@ -412,6 +412,21 @@
       if (form.hasAttribute("data-wizard")) new ImageWatcher(form, creds);
     });
     document.querySelectorAll("[data-private-registry]").forEach(enhanceSettings);
+    document.addEventListener("click", (event) => {
+      const button = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
+      if (button) copyValue(button);
+    });
+  }
+
+  /* Copy buttons beside shortened values (digests): the whole value goes to the clipboard. */
+  async function copyValue(button) {
+    try {
+      await navigator.clipboard.writeText(button.dataset.copy || "");
+      setText(button, "Copied");
+    } catch (_err) {
+      setText(button, "Select and copy");
+    }
+    window.setTimeout(() => setText(button, "Copy"), 2000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
