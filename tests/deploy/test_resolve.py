@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from guara.deploy import MAX_CONFIG_BYTES, ResolvedImage, ResolveFailure, parse_platform, resolve_image
+from guara.deploy import (
+    MAX_CONFIG_BYTES,
+    ImagePlatforms,
+    ResolvedImage,
+    ResolveFailure,
+    image_platforms,
+    parse_platform,
+    resolve_image,
+)
 from guara.registry import PreflightCode, RegistryOptions
 from tests.deploy.fakes import static_registry
 from tests.lab.fixtures import HttpsServerFactory
@@ -204,3 +212,52 @@ async def test_a_stored_image_on_a_hostile_host_fails_as_invalid_url(image: str)
     assert isinstance(result, ResolveFailure), result
     assert result.code is PreflightCode.INVALID_URL
     assert "not a valid" in result.message
+
+
+# -- the platforms an image offers (the Platform setting's suggestions) --
+
+
+async def _platforms(host: str, ca_file: Path, image: str = "team/app:v1") -> ImagePlatforms:
+    options = RegistryOptions.build(ca_file=ca_file, ssrf_allow=LOOPBACK, timeout=5.0)
+    return await image_platforms(f"{host}/{image}", options=options)
+
+
+@pytest.mark.anyio
+async def test_platforms_of_an_index_skip_attestations(
+    lab_https_server: HttpsServerFactory, lab_ca_file: Path
+) -> None:
+    def entry(platform: dict[str, str]) -> dict[str, object]:
+        return {
+            "mediaType": OCI_MANIFEST,
+            "digest": _digest(json.dumps(platform).encode()),
+            "size": 1,
+            "platform": platform,
+        }
+
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                entry({"os": "linux", "architecture": "amd64"}),
+                entry({"os": "unknown", "architecture": "unknown"}),  # a build attestation
+                entry({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+                entry({"os": "linux", "architecture": "arm", "variant": "v7"}),
+                entry({"os": "linux", "architecture": "amd64"}),  # listed twice
+                entry({"os": "linux\n", "architecture": "<script>"}),  # not a platform word
+            ],
+        }
+    ).encode()
+    server = lab_https_server(static_registry({"/v2/team/app/manifests/v1": (200, OCI_INDEX, index)}))
+    found = await _platforms(server.host, lab_ca_file)
+    assert found == ImagePlatforms(("linux/amd64", "linux/arm64", "linux/arm"))  # arm/v7: the default
+
+
+@pytest.mark.anyio
+async def test_platform_of_a_plain_image_is_its_configs(
+    lab_https_server: HttpsServerFactory, lab_ca_file: Path
+) -> None:
+    server = lab_https_server(static_registry(_routes(_manifest(CONFIG), CONFIG)))
+    assert await _platforms(server.host, lab_ca_file) == ImagePlatforms(("linux/amd64",))
+    missing = await _platforms(server.host, lab_ca_file, "team/other:v1")
+    assert missing.platforms == () and missing.code is PreflightCode.MANIFEST_NOT_FOUND

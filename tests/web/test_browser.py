@@ -312,6 +312,26 @@ def test_settings_edit_keeps_the_password(session: Session, lab: Lab) -> None:
     assert check.json()["ok"] is True, check.text()
 
 
+def test_platform_setting_suggests_what_the_image_offers(session: Session, lab: Lab) -> None:
+    service_id = session.service_with_credentials(lab, username="alice", password=lab.token.users["alice"])
+    run(
+        services.update_service,
+        session.context,
+        principal_of(session.context, session.email),
+        service_id=uuid.UUID(service_id),
+        change=services.ServiceChange(image=lab.token.ref("acme/multi:v1")),
+    )
+    page = session.page
+    page.goto(f"/services/{service_id}/settings")
+    page.get_by_label("Platform").focus()
+    expect(page.locator("[data-platforms-note]")).to_contain_text(
+        "This image offers: linux/amd64, linux/arm64"
+    )
+    options = page.locator("datalist#platforms option")
+    expect(options).to_have_count(2)
+    assert [options.nth(i).get_attribute("value") for i in range(2)] == ["linux/amd64", "linux/arm64"]
+
+
 def test_remove_asks_for_confirmation(session: Session, lab: Lab) -> None:
     service_id = session.service_with_credentials(lab, username="alice", password=lab.token.users["alice"])
     page = session.page

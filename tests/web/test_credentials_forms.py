@@ -314,3 +314,29 @@ def test_a_rate_limited_form_test_is_a_429_with_the_soft_notice(
     assert status == 429
     assert re.search(r"You've run 5 tests in the last minute — try again in \d+ seconds", text_of(page))
     assert 'data-code="rate_limited"' in page and "New service" in text_of(page)
+
+
+def test_platforms_endpoint_reads_the_image_with_the_stored_credentials(
+    owner: WebUser, lab_context: AppContext, lab: Lab
+) -> None:
+    project_id = create_project(lab_context, owner.email)
+    created = owner.post_form(
+        f"/projects/{project_id}/services/new",
+        {
+            "name": "multi",
+            "image": lab.token.ref("acme/multi:v1"),
+            **_creds(lab),
+            "skip_verification": "on",
+            "action": "save",
+        },
+    )
+    assert created.status_code == 303, created.text
+    service_id = created.headers["location"].split("/")[2].split("?")[0]
+    answer = owner.post_json("/-/platforms", {"service_id": service_id})
+    assert answer.json() == {"platforms": ["linux/amd64", "linux/arm64"], "code": None, "message": ""}
+    with make_client(lab_context) as other_http:
+        stranger = WebUser.sign_in(other_http, lab_context, "stranger@example.com")
+        refused = stranger.post_json("/-/platforms", {"service_id": service_id})
+        assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+    unknown = owner.post_json("/-/platforms", {"service_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404

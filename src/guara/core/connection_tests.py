@@ -18,6 +18,8 @@ from guara.core.access import service_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
 from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
+from guara.deploy import ImagePlatforms
+from guara.deploy import image_platforms as read_image_platforms
 from guara.registry import PreflightCode, PreflightResult
 from guara.registry.known import registry_named
 
@@ -113,3 +115,24 @@ async def probe_image_access(ctx: AppContext, principal: Principal, *, image: st
     if result.code in PRIVATE_CODES:
         return AccessProbe("private", "This image is private (or missing): add registry credentials.")
     return AccessProbe("unknown", f"Could not check the registry anonymously: {result.message}")
+
+
+async def image_platforms(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> ImagePlatforms:
+    """Which platforms the service's image offers, read with its stored credentials (for the Platform
+    setting). Bounded per user like the wizard's image check; over it, no platforms and the reason."""
+
+    def work(session: Session) -> tuple[str, RegistryLogin | None]:
+        service = service_of(session, principal=principal, service_id=service_id)
+        return service.image, credentials.open_stored(ctx, session, service_id=service.id)
+
+    image, login = await ctx.db.run(work)
+    retry_after = await ctx.limiters.probe.hit_async(str(principal.user_id))
+    if retry_after is not None:
+        return ImagePlatforms((), message=f"Too many image checks; try again in {retry_after} seconds.")
+    return await read_image_platforms(
+        image,
+        options=ctx.registry,
+        registry=login.registry if login else None,
+        username=login.username if login else None,
+        password=login.password if login else None,
+    )

@@ -52,7 +52,15 @@ from .render import (
     pull_secret_ref,
     render_workload,
 )
-from .resolve import MAX_CONFIG_BYTES, Resolution, ResolvedImage, ResolveFailure, resolve_image
+from .resolve import (
+    MAX_CONFIG_BYTES,
+    ImagePlatforms,
+    Resolution,
+    ResolvedImage,
+    ResolveFailure,
+    image_platforms,
+    resolve_image,
+)
 from .validate import validate_objects
 
 __all__ = [
@@ -73,6 +81,7 @@ __all__ = [
     "EngineInfo",
     "EngineNotFound",
     "EngineUnavailable",
+    "ImagePlatforms",
     "ImageUnusable",
     "InvalidManifest",
     "InvalidPlatform",
@@ -92,6 +101,7 @@ __all__ = [
     "StartFailed",
     "WorkloadNames",
     "dockerconfig_key",
+    "image_platforms",
     "load_configuration",
     "namespace_for",
     "parse_platform",

@@ -166,6 +166,66 @@ async def _resolve_in(session: RegistrySession, wanted: PlatformSpec) -> tuple[s
         if media_type in INDEX_TYPES:
             raise NotAContainerImage("the image index points to another index; guara pins one image manifest")
         manifest_digest = child.digest
+    config_digest, config = await _image_config(session, document, media_type)
+    built_for = platform_of(config)
+    if built_for is not None and (built_for.os, built_for.architecture) != (wanted.os, wanted.architecture):
+        raise ImageUnusable(
+            f"the image is built for {built_for}, but the service runs on {wanted}: set the service's "
+            f"platform to {built_for}, or push an image built for {wanted}"
+        )
+    return manifest_digest, index_digest, config_digest
+
+
+@dataclass(frozen=True)
+class ImagePlatforms:
+    """The platforms an image is built for (an index lists several; a plain image, its config's one),
+    or why they could not be read (``code`` set, ``platforms`` empty)."""
+
+    platforms: tuple[str, ...]
+    code: PreflightCode | None = None
+    message: str = ""
+
+
+async def image_platforms(
+    image: str,
+    *,
+    options: RegistryOptions,
+    registry: str | None = None,
+    username: str | None = None,
+    password: SecretStr | None = None,
+) -> ImagePlatforms:
+    """Read which platforms ``image`` offers, through the network guard under one deadline, like
+    ``resolve_image``; never raises for a registry failure."""
+    try:
+        operation = await run_operation(
+            image, _platforms_in, registry=registry, username=username, password=password, options=options
+        )
+    except ImageUnusable as exc:
+        return ImagePlatforms((), PreflightCode.MANIFEST_NOT_FOUND, str(exc))
+    if operation.value is None:
+        context = operation.context
+        code = context.code or PreflightCode.NETWORK_ERROR
+        return ImagePlatforms((), code, context.message or "the image could not be read")
+    return ImagePlatforms(operation.value)
+
+
+async def _platforms_in(session: RegistrySession) -> tuple[str, ...]:
+    top = await session.get_manifest()
+    document = _json_object(top.raw, "manifest")
+    media_type = _media_type(top.media_type, document)
+    if media_type in INDEX_TYPES:
+        found = (platform_of(entry.get("platform")) for entry in _entries(document))
+        # Attestations and other non-images are listed as unknown/unknown.
+        return tuple(dict.fromkeys(str(p) for p in found if p is not None and p.os != "unknown"))
+    _digest, config = await _image_config(session, document, media_type)
+    built_for = platform_of(config)
+    return (str(built_for),) if built_for is not None else ()
+
+
+async def _image_config(
+    session: RegistrySession, document: Mapping[str, Any], media_type: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The config (digest and JSON) of an image manifest; NotAContainerImage for anything else."""
     if media_type not in IMAGE_MANIFEST_TYPES:
         raise NotAContainerImage(
             f"the reference names a {printable(media_type or 'manifest of unknown type', 100)}, "
@@ -179,14 +239,8 @@ async def _resolve_in(session: RegistrySession, wanted: PlatformSpec) -> tuple[s
         )
     if config_size > MAX_CONFIG_BYTES:
         raise ResponseTooLarge(f"the image config is {config_size} bytes, over the {MAX_CONFIG_BYTES} limit")
-    config = _json_object(await session.get_blob(config_digest, MAX_CONFIG_BYTES), "image config")
-    built_for = platform_of(config)
-    if built_for is not None and (built_for.os, built_for.architecture) != (wanted.os, wanted.architecture):
-        raise ImageUnusable(
-            f"the image is built for {built_for}, but the service runs on {wanted}: set the service's "
-            f"platform to {built_for}, or push an image built for {wanted}"
-        )
-    return manifest_digest, index_digest, config_digest
+    config = await session.get_blob(config_digest, MAX_CONFIG_BYTES)
+    return config_digest, _json_object(config, "image config")
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""JSON endpoints behind the dashboard's JavaScript (``/-/…``): image checks and Test Connection.
+"""JSON endpoints behind the dashboard's JavaScript (``/-/…``): image checks, Test Connection and the
+platforms an image offers.
 
 They authenticate like the JSON API does for the dashboard: the session cookie plus the
 ``X-CSRF-Token`` header (from ``<meta name="csrf-token">``). Errors are JSON, never pages, and a rate
@@ -42,6 +43,10 @@ class TestConnection(_Body):
     service_id: uuid.UUID | None = None
 
 
+class PlatformsOf(_Body):
+    service_id: uuid.UUID
+
+
 def _error(exc: GuaraError) -> JSONResponse:
     """A guara error as JSON for ``guara.js``, with the status the API would give it."""
     body: dict[str, object] = {"ok": False, "code": exc.code, "message": exc.message}
@@ -50,6 +55,18 @@ def _error(exc: GuaraError) -> JSONResponse:
     if isinstance(exc, NotAuthenticated):
         body["message"] = "Your session has expired or the page is stale: reload the page and try again."
     return JSONResponse(body, status_code=status_for(exc))
+
+
+@router.post("/platforms")
+async def platforms(request: Request, body: PlatformsOf, ctx: ContextDep) -> JSONResponse:
+    """The platforms the service's image offers, for the Platform setting's suggestions."""
+    try:
+        user = await authenticate_request(request, ctx)
+        found = await connection_tests.image_platforms(ctx, user, service_id=body.service_id)
+    except GuaraError as exc:
+        return _error(exc)
+    answer = {"platforms": list(found.platforms), "code": found.code.value if found.code else None}
+    return JSONResponse(answer | {"message": found.message})
 
 
 @router.post("/image-check")

@@ -412,9 +412,37 @@
       if (form.hasAttribute("data-wizard")) new ImageWatcher(form, creds);
     });
     document.querySelectorAll("[data-private-registry]").forEach(enhanceSettings);
+    document.querySelectorAll("[data-platforms-of]").forEach(enhancePlatform);
     document.addEventListener("click", (event) => {
       const button = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
       if (button) copyValue(button);
+    });
+  }
+
+  /*
+   * The Platform setting suggests what the image really offers: read from the registry (with the
+   * stored credentials) the first time the field gets focus. Free text stays the fallback.
+   */
+  function enhancePlatform(input) {
+    const list = document.getElementById(input.getAttribute("list") || "");
+    const note = input.form ? input.form.querySelector("[data-platforms-note]") : null;
+    let asked = false;
+    input.addEventListener("focus", async () => {
+      if (asked || !list) return;
+      asked = true;
+      setText(note, " Reading the platforms of the image…");
+      try {
+        const { data } = await postJSON("/-/platforms", { service_id: input.dataset.platformsOf });
+        if (data && Array.isArray(data.platforms) && data.platforms.length) {
+          list.replaceChildren(...data.platforms.map((platform) => el("option", { value: platform })));
+          setText(note, ` This image offers: ${data.platforms.join(", ")}.`);
+        } else {
+          const why = (data && data.message) || "the registry did not say";
+          setText(note, ` Could not read the image's platforms (${why}): type one.`);
+        }
+      } catch (_err) {
+        setText(note, " Could not read the image's platforms: type one.");
+      }
     });
   }
 
