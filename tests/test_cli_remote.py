@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from guara.secrets import ensure_key_file
 from tests.lab import AccessRule, Lab
+from tests.lab.apps import APP_V1, AppImages
+from tests.lab.engines import EngineHandle
 from tests.support import serve
 from tests.test_canary import _forms
 
@@ -49,6 +53,7 @@ class Remote:
     url: str
     token: str
     home: Path
+    server_log: Path
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -97,7 +102,7 @@ def remote(settings_env: dict[str, str], lab: Lab, tmp_path: Path) -> Iterator[R
     token = _admin("token", "create", "--email", "dev@example.com", env=env).strip()
     data_dir = Path(settings_env["GUARA_DATA_DIR"])
     with serve(env, data_dir / "server.log") as url:
-        yield Remote(url=url, token=token, home=tmp_path / "home")
+        yield Remote(url=url, token=token, home=tmp_path / "home", server_log=data_dir / "server.log")
 
 
 def _canary_user(lab: Lab) -> tuple[str, str]:
@@ -131,7 +136,13 @@ def test_without_a_login_or_with_a_wrong_token(remote: Remote) -> None:
     nobody = remote.run("projects", "list")
     assert nobody.returncode == 1
     assert "not_logged_in" in nobody.stderr and "guara login" in nobody.stderr
-    remote.login()
+    # An address copied from the API's (…/api/v1) still names the server.
+    remote.ok("login", "--url", remote.url + "/api/v1/", "--token-stdin", stdin=remote.token + "\n")
+    assert json.loads(remote.config_file.read_text())["url"] == remote.url
+    # The stored token only goes to the stored server.
+    elsewhere = remote.run("projects", "list", env={"GUARA_URL": "http://127.0.0.2:1"})
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr.startswith("guara: not_logged_in: GUARA_URL names http://127.0.0.2:1")
     wrong = remote.run("projects", "list", "--json", env={"GUARA_TOKEN": "gua_wrong"})
     assert wrong.returncode == 1
     assert wrong.stdout == ""
@@ -156,7 +167,7 @@ def test_secrets_only_from_stdin(remote: Remote) -> None:
     )
     assert no_password.returncode == 2
     assert "--password-stdin" in no_password.stderr
-    unreachable = remote.run("projects", "list", env={"GUARA_URL": "http://127.0.0.1:1"})
+    unreachable = remote.run("projects", "list", env={"GUARA_URL": "http://127.0.0.1:1", "GUARA_TOKEN": "x"})
     assert unreachable.returncode == 1
     assert unreachable.stderr.startswith("guara: unreachable: ")
 
@@ -202,7 +213,9 @@ def test_create_test_deploy_flow(remote: Remote, lab: Lab) -> None:
     assert no_logs.returncode == 1
     assert no_logs.stderr.startswith("guara: not_supported: ")
 
-    everything = "".join(remote.outputs).encode() + remote.config_file.read_bytes()
+    # What the user saw, the stored login, and the server's own log (the password went in a JSON body).
+    files = [remote.config_file.read_bytes(), remote.server_log.read_bytes()]
+    everything = b"".join([*(text.encode() for text in remote.outputs), *files])
     assert [form for form in _forms(user, canary) if form in everything] == []
 
 
@@ -242,3 +255,52 @@ def test_failures_show_the_api_code(remote: Remote, lab: Lab) -> None:
     test_failed = remote.run("services", "test", "api", "--project", "two")
     assert test_failed.returncode == 1
     assert test_failed.stdout.startswith("failed (manifest_not_found): ")
+
+
+@pytest.mark.engine
+def test_deploy_and_logs_on_a_container_engine(
+    podman_engine: EngineHandle, lab: Lab, app_images: AppImages, tmp_path: Path
+) -> None:
+    """With the engine runtime the deploy runs the container: --wait ends on 'running', logs answer."""
+    key_file = tmp_path / "data" / "master.key"
+    ensure_key_file(key_file)
+    env = {
+        **{k: v for k, v in _environ_without_guara().items() if k != "DOCKER_HOST"},
+        "GUARA_DATA_DIR": str(tmp_path / "data"),
+        "GUARA_MASTER_KEY_FILE": str(key_file),
+        "GUARA_SSRF_ALLOW": "127.0.0.0/8",
+        "GUARA_EXTRA_CA_FILE": str(lab.ca_file),
+        "GUARA_RUNTIME": "engine",
+        "GUARA_ENGINE_URL": podman_engine.url,
+        "GUARA_ENGINE_START_TIMEOUT_S": "20",
+    }
+    _admin("user", "create", "--email", "dev@example.com", "--password-stdin", env=env, stdin="long enough\n")
+    token = _admin("token", "create", "--email", "dev@example.com", env=env).strip()
+    source = app_images.token
+    with serve(env, tmp_path / "server.log") as url:
+        remote = Remote(url=url, token=token, home=tmp_path / "home", server_log=tmp_path / "server.log")
+        remote.login()
+        remote.ok("projects", "create", "shop")
+        remote.ok(
+            "services", "create", "--project", "shop", "--name", "web", "--image", source.tag_ref(APP_V1),
+            "--username", source.username, "--password-stdin",
+            stdin=source.password + "\n",
+        )  # fmt: skip
+        deployed = remote.ok("deploy", "web", "--wait")
+        final = deployed.stdout.splitlines()
+        running = next(line for line in final if line.startswith("running at "))
+        address = running.removeprefix("running at ").split(": ", 1)[0]
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            assert http.get(address).text == app_images.bodies[APP_V1]
+        deployment_id = final[0].split()[1]
+        logs = remote.json("logs", "web", "--tail", "5")
+        assert logs["deployment_id"] == deployment_id
+        assert len(logs["lines"]) <= 5
+        remote.ok("logs", "web", "--project", "shop")
+        [service] = remote.json("services", "list", "--project", "shop")
+        assert service["url"] == address
+        stopped = httpx.post(
+            f"{url}/api/v1/services/{service['id']}/stop", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert stopped.status_code == 200, stopped.text
+    assert source.password not in "".join(remote.outputs)

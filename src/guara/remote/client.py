@@ -16,9 +16,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter, ValidationError
 
 from guara.remote.errors import RemoteError
-from guara.remote.login import Login
+from guara.remote.login import API_PREFIX, Login
 
-API_PREFIX = "/api/v1"
 TIMEOUT_S = 30.0  # a Test Connection alone may take 8 s; a save with verification as long
 MAX_MESSAGE = 500  # of an answer that is not guara's, shown in an error
 

@@ -267,11 +267,14 @@ def deploy(
                 _emit(deployment.as_json())
             else:
                 typer.echo(f"deployment {deployment.id} of {target.name}: {deployment.status}")
-                typer.echo(f"follow it with: guara deploy {target.id} --wait  (or the dashboard)")
             return
         if not as_json:
             typer.echo(f"deployment {deployment.id} of {target.name}: {deployment.status}")
-        deployment = _follow(client, deployment, timeout=timeout, progress=not as_json)
+        try:
+            deployment = _follow(client, deployment, timeout=timeout, progress=not as_json)
+        except KeyboardInterrupt:
+            typer.echo(f"\nguara: stopped following deployment {deployment.id}; it goes on", err=True)
+            raise typer.Exit(130) from None
     if as_json:
         _emit(deployment.as_json())
     if deployment.status in SUCCEEDED:

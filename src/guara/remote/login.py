@@ -17,6 +17,7 @@ from guara.config import ClientSettings
 from guara.remote.errors import RemoteError
 
 CONFIG_FILE = "config.json"
+API_PREFIX = "/api/v1"  # a URL copied from the API's address still names the server
 NOT_LOGGED_IN = "not logged in: run 'guara login --url URL --token-stdin' (or set GUARA_URL and GUARA_TOKEN)"
 
 
@@ -32,7 +33,7 @@ def config_file(settings: ClientSettings) -> Path:
 
 def normalize_url(url: str) -> str:
     """The server's base URL (scheme, host, port and any path prefix), without a trailing slash."""
-    text = url.strip().rstrip("/")
+    text = url.strip().rstrip("/").removesuffix(API_PREFIX)
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RemoteError("invalid_url", f"'{url}' is not an http:// or https:// URL of a guara server")
@@ -90,10 +91,19 @@ def _stored(settings: ClientSettings) -> dict[str, str]:
 
 
 def current(settings: ClientSettings) -> Login:
-    """The login to use: GUARA_URL / GUARA_TOKEN, each falling back to the stored login."""
+    """The login to use: GUARA_URL / GUARA_TOKEN, each falling back to the stored login. The stored
+    token only ever goes to the stored URL: with GUARA_URL naming another server, GUARA_TOKEN is needed."""
     stored = _stored(settings) if settings.url is None or settings.token is None else {}
-    url = settings.url or stored.get("url")
-    token = settings.token or (SecretStr(stored["token"]) if stored.get("token") else None)
-    if not url or token is None:
+    url = normalize_url(settings.url) if settings.url else None
+    token = settings.token
+    if token is None and stored.get("token") and stored.get("url"):
+        if url is not None and url != normalize_url(stored["url"]):
+            raise RemoteError(
+                "not_logged_in",
+                f"GUARA_URL names {url}, not the server logged in to ({stored['url']}): set GUARA_TOKEN too",
+            )
+        token = SecretStr(stored["token"])
+    url = url or (normalize_url(stored["url"]) if stored.get("url") else None)
+    if url is None or token is None:
         raise RemoteError("not_logged_in", NOT_LOGGED_IN)
-    return Login(normalize_url(url), token)
+    return Login(url, token)
