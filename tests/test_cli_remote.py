@@ -304,3 +304,20 @@ def test_deploy_and_logs_on_a_container_engine(
         )
         assert stopped.status_code == 200, stopped.text
     assert source.password not in "".join(remote.outputs)
+
+
+def test_a_rate_limited_test_connection_says_when_to_retry(remote: Remote, lab: Lab) -> None:
+    remote.login()
+    remote.ok("projects", "create", "shop")
+    image = lab.anonymous.ref("acme/api:v1")
+    remote.ok("services", "create", "--project", "shop", "--name", "api", "--image", image)
+    for _ in range(5):  # five Test Connections a minute per user
+        remote.ok("services", "test", "api")
+    limited = remote.run("services", "test", "api")
+    assert limited.returncode == 1
+    assert limited.stderr.startswith("guara: rate_limited: ")
+    assert "(retry in " in limited.stderr
+    limited_json = remote.run("services", "test", "api", "--json")
+    assert limited_json.returncode == 1
+    error = json.loads(limited_json.stderr)
+    assert error["code"] == "rate_limited" and error["retry_after"] > 0
