@@ -321,3 +321,26 @@ def test_a_rate_limited_test_connection_says_when_to_retry(remote: Remote, lab: 
     assert limited_json.returncode == 1
     error = json.loads(limited_json.stderr)
     assert error["code"] == "rate_limited" and error["retry_after"] > 0
+
+
+def test_a_server_that_is_not_guara(lab: Lab, tmp_path: Path) -> None:
+    """A registry (TLS under the lab CA) is no guara: trusted through SSL_CERT_FILE, its 404 is shown as
+    what it is; without that trust the certificate is refused. Nothing is stored either way."""
+    remote = Remote(url=lab.anonymous.url, token="gua_x", home=tmp_path, server_log=tmp_path / "none")
+    foreign = remote.run(
+        "login",
+        "--url",
+        remote.url,
+        "--token-stdin",
+        stdin="gua_x\n",
+        env={"SSL_CERT_FILE": str(lab.ca_file)},
+    )
+    assert foreign.returncode == 1
+    assert foreign.stderr.startswith("guara: http_404: ")
+    assert "not a guara error" in foreign.stderr
+    untrusted = remote.run("login", "--url", remote.url, "--token-stdin", stdin="gua_x\n")
+    assert untrusted.returncode == 1
+    assert untrusted.stderr.startswith("guara: tls_error: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert not remote.config_file.exists()
+    assert "gua_x" not in "".join(remote.outputs)

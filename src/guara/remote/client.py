@@ -7,8 +7,9 @@ Answers are parsed into the few fields the commands use; every other field the A
 from __future__ import annotations
 
 import contextlib
+import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -82,6 +83,16 @@ class NewCredentials(BaseModel):
 AnswerT = TypeVar("AnswerT", bound=Answer)
 
 
+def _caused_by_tls(exc: BaseException) -> bool:
+    """Whether an SSLError is in the chain (httpx wraps httpcore's error, which wraps ssl's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
 def _transport_errors(base_url: str) -> Iterator[None]:
     try:
@@ -89,6 +100,10 @@ def _transport_errors(base_url: str) -> Iterator[None]:
     except httpx.TimeoutException:
         raise RemoteError("timeout", f"{base_url} did not answer in {TIMEOUT_S:.0f} s") from None
     except httpx.ConnectError as exc:
+        if _caused_by_tls(exc):
+            raise RemoteError(
+                "tls_error", f"TLS with {base_url} failed: {exc} (a private CA? set SSL_CERT_FILE to its PEM)"
+            ) from None
         raise RemoteError("unreachable", f"cannot connect to {base_url}: {exc}") from None
     except httpx.TransportError as exc:
         raise RemoteError("network_error", f"talking to {base_url}: {type(exc).__name__}: {exc}") from None
@@ -108,6 +123,14 @@ def _error(response: httpx.Response) -> RemoteError:
             status=response.status_code,
             retry_after=retry_after if isinstance(retry_after, int) else None,
         )
+    if response.is_redirect:
+        location = response.headers.get("location", "")[:MAX_MESSAGE]
+        return RemoteError(
+            "redirected",
+            f"{response.request.url} redirects to {location}: log in with the server's own address "
+            "(the token is not sent after a redirect)",
+            status=response.status_code,
+        )
     text = " ".join(response.text.split())[:MAX_MESSAGE]
     return RemoteError(
         f"http_{response.status_code}",
@@ -117,18 +140,31 @@ def _error(response: httpx.Response) -> RemoteError:
     )
 
 
-class GuaraClient:
-    """One login's view of a guara server. Use as a context manager (it holds a connection pool)."""
+class BearerToken(httpx.Auth):
+    """The API token on every request. Given as the client's auth, it also keeps httpx from adding a
+    ~/.netrc login of its own."""
 
-    def __init__(self, login: Login, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        yield request
+
+
+class GuaraClient:
+    """One login's view of a guara server. Use as a context manager (it holds a connection pool).
+
+    Like any command-line HTTP client it honours HTTPS_PROXY / NO_PROXY and SSL_CERT_FILE (a guara
+    behind a private CA). Redirects are not followed: the token goes to the server logged in to only."""
+
+    def __init__(self, login: Login) -> None:
         self.base_url = login.url
         self._http = httpx.Client(
             base_url=login.url + API_PREFIX,
-            headers={"Authorization": f"Bearer {login.token.get_secret_value()}"},
+            auth=BearerToken(login.token),
             timeout=TIMEOUT_S,
-            follow_redirects=False,  # the token goes to the server logged in to, and nowhere else
-            trust_env=False,
-            transport=transport,
+            follow_redirects=False,
         )
 
     def __enter__(self) -> Self:
