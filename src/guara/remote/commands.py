@@ -26,6 +26,10 @@ services_app = typer.Typer(no_args_is_help=True, help="services on the guara ser
 # What the API says of a deployment on its way, and of one that ended well.
 IN_PROGRESS = frozenset({"pending", "resolving", "starting"})
 SUCCEEDED = frozenset({"succeeded", "running"})
+# A save with verification that failed answers 422 with the preflight's own code.
+PREFLIGHT_CODES = frozenset(
+    {"invalid_url", "auth_failed", "manifest_not_found", "timeout", "ssrf_blocked", "network_error"}
+)
 POLL_FIRST_S = 0.25
 POLL_MAX_S = 2.0
 
@@ -205,7 +209,7 @@ def services_create(
             )
         except RemoteError as exc:
             # A failed verification answers with the preflight's own code: say what to do about it.
-            if exc.status == 422 and credentials is not None and exc.code != "invalid_input":
+            if exc.status == 422 and credentials is not None and exc.code in PREFLIGHT_CODES:
                 exc.message += " (nothing was stored; --skip-verification saves without the test)"
             raise
     if as_json:
