@@ -344,3 +344,16 @@ def test_a_server_that_is_not_guara(lab: Lab, tmp_path: Path) -> None:
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     assert not remote.config_file.exists()
     assert "gua_x" not in "".join(remote.outputs)
+
+
+def test_the_cli_imports_the_remote_client_only_when_a_remote_command_runs() -> None:
+    """Registering the remote commands keeps `guara preflight` (and every local command) starting fast."""
+    probe = "import sys, guara.cli; print(sorted(m for m in sys.modules if m.startswith('guara.remote')))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_environ_without_guara(),
+    )
+    assert loaded.stdout.strip() == "['guara.remote', 'guara.remote.commands']"
