@@ -1,4 +1,5 @@
-"""The ``guara`` command: a thin Typer layer over ``guara.core``, reading the same settings.
+"""The ``guara`` command: a thin Typer layer over ``guara.core``, reading the same settings, and the
+remote commands (``guara.remote``) that drive a running guara over its JSON API.
 
 Each command imports what it needs when it runs: ``guara preflight`` starts like a tool (the registry
 client and the settings), not like the server (the database, the web framework, the runtimes)."""
@@ -18,6 +19,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 
 from guara.config import ConfigurationError, Settings
+from guara.remote import commands as remote
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -224,6 +226,14 @@ def preflight(
         if advice:
             typer.echo(f"hint: {advice}")
     raise typer.Exit(0 if payload["ok"] else 1)
+
+
+# The remote commands, over a running guara's JSON API (their client is imported when one runs).
+app.command()(remote.login)
+app.add_typer(remote.projects_app, name="projects")
+app.add_typer(remote.services_app, name="services")
+app.command()(remote.deploy)
+app.command()(remote.logs)
 
 
 if __name__ == "__main__":  # pragma: no cover

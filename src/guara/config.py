@@ -45,6 +45,22 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("guara", appauthor=False))
 
 
+def default_config_dir() -> Path:
+    """Where ``guara login`` keeps the client's login: $XDG_CONFIG_HOME/guara (~/.config/guara)."""
+    return Path(platformdirs.user_config_dir("guara", appauthor=False))
+
+
+class ClientSettings(BaseSettings):
+    """What the remote commands (``guara login``, ``projects``, ``services``, ``deploy``, ``logs``) read:
+    ``GUARA_URL`` and ``GUARA_TOKEN`` win over the login stored in ``config_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARA_", extra="ignore", frozen=True)
+
+    url: str | None = None
+    token: SecretStr | None = None
+    config_dir: Path = Field(default_factory=default_config_dir)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARA_", extra="ignore", frozen=True, populate_by_name=True)
 
