@@ -141,7 +141,10 @@ def credentials_display(view: CredentialsView, *, now: datetime | None = None) -
     status = f"verified {ago(when, now=now)}" if verified else "saved without verifying"
     return CredentialsDisplay(
         registry=view.registry,
-        username_masked=view.username_masked,
+        username_masked=view.username_masked
+        or view.aws_access_key_id_masked
+        or view.google_client_email
+        or "",
         password_masked=MASKED_PASSWORD if view.has_password else "(none)",
         verified=verified,
         status=status,
