@@ -10,10 +10,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from guara.core.validation import MAX_REGISTRY_SECRET
+from guara.registry.cloud import MAX_JSON_KEY_CHARS
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 # The password field's maxlength is the server's own limit, not a copy of it.
 templates.env.globals["MAX_REGISTRY_SECRET"] = MAX_REGISTRY_SECRET
+templates.env.globals["MAX_JSON_KEY_CHARS"] = MAX_JSON_KEY_CHARS
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
