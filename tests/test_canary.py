@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from tests.lab import AccessRule, Lab
+from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN, GoogleTokenServer, MotoAws
 from tests.support import serve
 
 pytestmark = pytest.mark.lab
@@ -180,3 +181,141 @@ def test_canary_never_leaves_memory(
         (name, form) for name, data in shown.items() for form in _username_forms(user) if form in data
     ]
     assert username_leaks == []
+
+
+def _haystacks(settings_env: dict[str, str], bodies: list[bytes], outputs: list[str]) -> dict[str, bytes]:
+    """Every byte guara wrote or answered: responses, CLI output, the data dir, a pg_dump."""
+    haystacks: dict[str, bytes] = {f"response {i}": body for i, body in enumerate(bodies)}
+    haystacks.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
+    for path in Path(settings_env["GUARA_DATA_DIR"]).rglob("*"):
+        if path.is_file():
+            haystacks[str(path)] = path.read_bytes()
+    database_url = settings_env["GUARA_DATABASE_URL"]
+    if database_url.startswith("postgresql") and shutil.which("pg_dump"):
+        dump_url = database_url.replace("postgresql+psycopg://", "postgresql://")
+        haystacks["pg_dump"] = subprocess.run(["pg_dump", dump_url], capture_output=True, check=True).stdout
+    return haystacks
+
+
+def test_cloud_keys_and_their_tokens_never_leave_memory(
+    settings_env: dict[str, str],
+    lab: Lab,
+    moto_aws: MotoAws,
+    google_token_server: GoogleTokenServer,
+) -> None:
+    """The AWS secret access key, the Google key's private key, and the short-lived logins they are
+    exchanged for (ECR's password, Google's access token) go through create, Test Connection, deploy,
+    a save that keeps them and a key rotation; then nothing guara wrote or answered holds any of them."""
+    access_token = f"ya29.canary-{uuid.uuid4().hex}"
+    google_token_server.access_token = access_token
+    lab.issuer.users["oauth2accesstoken"] = access_token
+    json_key = google_token_server.json_key()
+    private_key = json.loads(json_key)["private_key"]
+    pem_lines = [line for line in private_key.splitlines() if line and not line.startswith("-----")]
+    aws_secret = moto_aws.puller.secret_access_key
+    data_dir = Path(settings_env["GUARA_DATA_DIR"])
+    log_path = data_dir / "server.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")},
+        **settings_env,
+        "GUARA_EXTRA_CA_FILE": str(lab.ca_file),
+        "GUARA_AWS_ENDPOINT_URL": moto_aws.url,
+    }
+    cli = [sys.executable, "-m", "guara.cli"]
+    subprocess.run(
+        [*cli, "user", "create", "--email", "canary@example.com", "--password-stdin"],
+        input="a long password\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = subprocess.run(
+        [*cli, "token", "create", "--email", "canary@example.com"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    bodies: list[bytes] = []
+    outputs: list[str] = []
+    aws = {
+        "registry": lab.basic.host,
+        "kind": "aws_ecr",
+        "aws_access_key_id": moto_aws.puller.access_key_id,
+        "aws_secret_access_key": aws_secret,
+        "aws_region": "eu-west-1",
+    }
+    google = {"registry": lab.token.host, "kind": "google", "google_json_key": json_key}
+    cases = [(lab.basic.ref("acme/api:v1"), aws, "aws"), (lab.token.ref("acme/api:v1"), google, "google")]
+    try:
+        with serve({**env, "GUARA_LOG_LEVEL": "debug"}, log_path) as url:
+            api = httpx.Client(
+                base_url=url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+
+            def call(method: str, path: str, expect: int, **kwargs: object) -> httpx.Response:
+                response = api.request(method, path, **kwargs)  # type: ignore[arg-type]
+                bodies.append(response.content)
+                assert response.status_code == expect, response.text
+                return response
+
+            project = call("POST", "/projects", 201, json={"name": "canary"}).json()["id"]
+            services = {}
+            for image, creds, name in cases:
+                services[name] = call(
+                    "POST",
+                    f"/projects/{project}/services",
+                    201,
+                    json={"name": name, "image": image, "registry_credentials": creds},
+                ).json()["id"]
+            assert (
+                call("POST", "/registry/test", 200, json={"image": cases[0][0], **aws}).json()["ok"] is True
+            )
+            for image, creds, name in cases:
+                service = services[name]
+                started = call("POST", f"/services/{service}/deployments", 202).json()
+                deadline = time.monotonic() + 30
+                while True:
+                    deployed = call("GET", f"/services/{service}/deployments/{started['id']}", 200).json()
+                    if deployed["status"] in ("succeeded", "failed"):
+                        break
+                    assert time.monotonic() < deadline, deployed
+                    time.sleep(0.05)
+                assert deployed["status"] == "succeeded", deployed["message"]
+                assert deployed["with_credentials"] is True
+                # Saved again leaving the secret out (after the deploy: an unverified deploy counts as
+                # a preflight, and the five a minute are spent on the rest).
+                kept = {"registry": creds["registry"], "kind": creds["kind"], "skip_verification": True}
+                call("PUT", f"/services/{service}/registry-credentials", 200, json=kept)
+                call("GET", f"/services/{service}", 200)
+            call("GET", f"/projects/{project}/audit-logs", 200)
+            rotated = subprocess.run(
+                [*cli, "keys", "rotate"], env=env, capture_output=True, text=True, check=True
+            )
+            outputs += [rotated.stdout, rotated.stderr]
+            assert "re-sealed 2 secrets" in rotated.stdout
+            for image, creds, name in cases:
+                tested = call(
+                    "POST",
+                    "/registry/test",
+                    200,
+                    json={"image": image, "registry": creds["registry"], "service_id": services[name]},
+                )
+                assert tested.json()["ok"] is True, tested.text
+    finally:
+        google_token_server.access_token = GOOGLE_ACCESS_TOKEN
+        lab.issuer.users["oauth2accesstoken"] = GOOGLE_ACCESS_TOKEN
+
+    haystacks = _haystacks(settings_env, bodies, outputs)
+    assert any(b"DEBUG" in v for k, v in haystacks.items() if k.endswith("server.log")), "not at debug level"
+    forms = [
+        *_forms("AWS", aws_secret),
+        *_forms("AWS", ECR_TOKEN_PASSWORD),
+        *_forms("oauth2accesstoken", access_token),
+        *_forms("_json_key", json_key),
+        *(line.encode() for line in pem_lines),
+    ]
+    leaks = [(name, form[:24]) for name, data in haystacks.items() for form in forms if form in data]
+    assert leaks == []

@@ -97,6 +97,18 @@ class Settings(BaseSettings):
     # Behind a TLS-terminating proxy guara sees plain http: set true so cookies are still Secure.
     # Unset: Secure exactly when the request itself came over https.
     cookie_secure: bool | None = None
+    # The ECR (and STS) API endpoint for AWS keys; unset: AWS's regional endpoints. For AWS-compatible
+    # endpoints and tests; still behind the network guard.
+    aws_endpoint_url: str | None = None
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")) or "@" in value.split("/")[2]:
+            raise ValueError("GUARA_AWS_ENDPOINT_URL must be an http(s) URL without credentials")
+        return value.strip()
 
     @field_validator("ssrf_allow")
     @classmethod

@@ -27,7 +27,7 @@ from guara.ratelimit import (
     RateLimiter,
 )
 from guara.registry import RegistryOptions
-from guara.secrets import MasterKeyring, ensure_key_file, load_keyring
+from guara.secrets import MasterKeyring, ensure_key_file, load_keyring, register_secret
 from guara.store import Database
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class AppContext:
             ssrf_allow=settings.ssrf_allow,
             timeout=settings.preflight_timeout_s,
             allow_http=settings.allow_http_registries,
+            aws_endpoint_url=settings.aws_endpoint_url,
+            on_secret=register_secret,
         )
         self._keyring = keyring
         # `guara keys rotate` appends to the key file from another process: notice it and reload.

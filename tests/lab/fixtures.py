@@ -3,6 +3,7 @@
 - `lab` (session): the running lab; tests that use it get the `lab` marker automatically.
 - `lab_ca` / `lab_ca_file` (session): the lab CA and its PEM file; they do not need docker-registry.
 - `lab_https_server` (function): start fake HTTPS servers with a lab certificate; stopped after the test.
+- `moto_aws` / `google_token_server` (session): AWS's and Google's token services (`tests.lab.cloud`).
 
 Container engines (`tests.lab.engines`); tests that use any of these get the `engine` marker:
 - `app_images` (session): runnable busybox images pushed to the lab's Basic and token registries
@@ -26,6 +27,7 @@ import pytest
 import trustme
 
 from tests.lab.apps import AppImages, busybox_problem, push_app_images
+from tests.lab.cloud import GoogleTokenServer, MotoAws, start_moto_aws
 from tests.lab.engines import ENGINE_NAMES, EngineHandle, EngineName, engine_problem, start_engine
 from tests.lab.lab import Lab, start_lab
 from tests.lab.registry import REGISTRY_BINARY
@@ -93,6 +95,21 @@ def lab_https_server(lab_ca: trustme.CA) -> Iterator[HttpsServerFactory]:
     yield start
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_aws() -> Iterator[MotoAws]:
+    """moto (ECR, STS, IAM) on loopback, IAM authentication on (`tests.lab.cloud`)."""
+    with start_moto_aws() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def google_token_server(lab_ca: trustme.CA) -> Iterator[GoogleTokenServer]:
+    """A Google service-account token endpoint on loopback (`tests.lab.cloud`)."""
+    server = GoogleTokenServer(lab_ca)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

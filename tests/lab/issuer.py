@@ -96,6 +96,7 @@ def default_rules() -> list[AccessRule]:
     return [
         AccessRule(ANYONE, "public/*", frozenset({"pull"})),
         AccessRule("alice", "acme/*", frozenset({"pull", "push"})),
+        AccessRule("oauth2accesstoken", "acme/*", frozenset({"pull"})),
         AccessRule("admin", "*", frozenset({"pull", "push", "delete", "*"})),
         AccessRule("admin", "catalog", frozenset({"*"}), resource_type="registry"),
     ]

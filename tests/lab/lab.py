@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import trustme
 
+from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN
 from tests.lab.issuer import TokenIssuer
 from tests.lab.registry import (
     REGISTRY_BINARY,
@@ -34,11 +35,13 @@ BASIC_USERS: dict[str, str] = {
     "alice": ALICE_PASSWORD,
     "robot$ci": "robot-ci-secret",
     "org+robot": "org-robot-token",
+    "AWS": ECR_TOKEN_PASSWORD,  # what moto's ECR GetAuthorizationToken hands out (tests.lab.cloud)
 }
 TOKEN_USERS: dict[str, str] = {
     "alice": ALICE_PASSWORD,  # pull/push acme/*
     "bob": "bob-password",  # nothing private (public/* pull, like anyone)
     "admin": "admin-password",  # everything
+    "oauth2accesstoken": GOOGLE_ACCESS_TOKEN,  # pull acme/*: the lab's Google token server's answer
 }
 BASIC_REALM = "guara lab basic"
 TOKEN_SERVICE = "guara-lab-registry"

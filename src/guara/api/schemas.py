@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from guara.core.credentials import CredentialsChange
+from guara.core.credentials import CredentialKind, CredentialsChange
 from guara.core.services import KEEP, ServiceChange
 from guara.core.validation import (
     DEFAULT_PORT,
@@ -19,6 +19,7 @@ from guara.core.validation import (
 )
 from guara.deploy import DEFAULT_PLATFORM
 from guara.deploy.platforms import PLATFORM_PATTERN
+from guara.registry.cloud import MAX_JSON_KEY_CHARS
 
 
 def documented(*, pattern: str, min_length: int = 0, max_length: int | None = None) -> dict[str, Any]:
@@ -90,15 +91,52 @@ class ProjectPublic(Output):
     created_at: datetime
 
 
-class RegistryCredentialsCreate(Input):
-    """New credentials: all three fields."""
+class CloudKeyFields(Input):
+    """The fields of the cloud kinds (``aws_ecr``, ``google``); only the chosen kind's may be given."""
+
+    kind: CredentialKind = Field(
+        default="password",
+        description="password (username + password, the default), aws_ecr (an AWS access key exchanged "
+        "for an ECR login at each use) or google (a service account JSON key exchanged for an access token)",
+    )
+    aws_access_key_id: str | None = Field(default=None, max_length=128)
+    aws_secret_access_key: SecretStr | None = Field(default=None, min_length=1, max_length=256)
+    aws_region: str | None = Field(
+        default=None, max_length=32, description="required when the registry host names no region"
+    )
+    aws_role_arn: str | None = Field(
+        default=None, max_length=600, description="a role to assume with STS first"
+    )
+    google_json_key: SecretStr | None = Field(
+        default=None, min_length=1, max_length=MAX_JSON_KEY_CHARS, description="the key file's JSON text"
+    )
+
+    def change_for(
+        self, registry: str, username: str | None, password: SecretStr | None
+    ) -> CredentialsChange:
+        return CredentialsChange(
+            registry,
+            username,
+            password,
+            kind=self.kind,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_region=self.aws_region,
+            aws_role_arn=self.aws_role_arn,
+            google_json_key=self.google_json_key,
+        )
+
+
+class RegistryCredentialsCreate(CloudKeyFields):
+    """New credentials: the registry and every required field of the kind (username and password by
+    default)."""
 
     registry: str = Field(min_length=1, max_length=255)
-    username: str = Field(json_schema_extra=documented(pattern=USERNAME_PATTERN))
-    password: SecretStr = Field(min_length=1, max_length=MAX_REGISTRY_SECRET)
+    username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
+    password: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_REGISTRY_SECRET)
 
     def change(self) -> CredentialsChange:
-        return CredentialsChange(self.registry, self.username, self.password)
+        return self.change_for(self.registry, self.username, self.password)
 
 
 class ServiceCreate(Input):
@@ -130,8 +168,10 @@ class ServiceUpdate(Input):
         )
 
 
-class RegistryCredentialsUpdate(Input):
-    """An omitted username or password keeps the stored one."""
+class RegistryCredentialsUpdate(CloudKeyFields):
+    """An omitted secret (password, aws_secret_access_key, google_json_key) keeps the stored one of the
+    same kind, as does an omitted username, access key id, region or role (an empty region or role
+    clears it)."""
 
     registry: str = Field(min_length=1, max_length=255)
     username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
@@ -139,10 +179,10 @@ class RegistryCredentialsUpdate(Input):
     skip_verification: bool = False
 
     def change(self) -> CredentialsChange:
-        return CredentialsChange(self.registry, self.username, self.password)
+        return self.change_for(self.registry, self.username, self.password)
 
 
-class RegistryTest(Input):
+class RegistryTest(CloudKeyFields):
     image: str = Field(json_schema_extra=documented(pattern=IMAGE_PATTERN, min_length=1, max_length=512))
     registry: str | None = Field(default=None, max_length=255)
     username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
@@ -152,8 +192,13 @@ class RegistryTest(Input):
 
 class RegistryCredentialsPublic(Output):
     registry: str
-    username_masked: str
-    has_password: bool
+    kind: CredentialKind = "password"
+    username_masked: str | None = Field(description="kind password: the user name, masked")
+    has_password: bool = Field(description="a secret is stored (password, secret access key or JSON key)")
+    aws_access_key_id_masked: str | None = Field(default=None, description="kind aws_ecr: AKIA••••WXYZ")
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    google_client_email: str | None = Field(default=None, description="kind google: the service account")
     verified_at: datetime | None
     verification: Literal["passed", "overridden"]
 

@@ -22,6 +22,7 @@ from guara.deploy import ImagePlatforms
 from guara.deploy import image_platforms as read_image_platforms
 from guara.registry import PreflightCode, PreflightResult
 from guara.registry.known import registry_named
+from guara.store.models import RegistryCredential
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -38,6 +39,26 @@ class ConnectionTest:
     username: str | None = None
     password: SecretStr | None = None
     service_id: uuid.UUID | None = None
+    # A cloud kind and its fields (see CredentialsChange); "password" is the fields above.
+    kind: str = "password"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    google_json_key: SecretStr | None = None
+
+    def change(self, registry: str) -> credentials.CredentialsChange:
+        return credentials.CredentialsChange(
+            registry,
+            self.username,
+            self.password,
+            kind=self.kind,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_region=self.aws_region,
+            aws_role_arn=self.aws_role_arn,
+            google_json_key=self.google_json_key,
+        )
 
     @property
     def named_registry(self) -> str | None:
@@ -50,6 +71,8 @@ async def run_connection_test(
 ) -> PreflightResult:
     """The real preflight, counted against the caller's rate limit. A failed preflight is a result,
     not an error; invalid input, a stranger's service and the rate limit raise."""
+    if request.change("").checked_kind() != "password":
+        return await _cloud_connection_test(ctx, principal, request)
     username = credentials.username(request.username) if request.username is not None else None
     password = credentials.password(request.password) if request.password is not None else None
     image, stored = await _service_side(ctx, principal, request)
@@ -57,6 +80,13 @@ async def run_connection_test(
     registry = None
     if request.registry is not None:
         registry = credentials.registry_for_image(ctx, reference.registry, request.registry)
+    if stored is not None and stored.cloud_key is not None:
+        # The service holds a cloud key: nothing typed tests it as stored; typed fields replace it.
+        if username is None and password is None:
+            credentials.stored_password_stays_home(stored.registry, registry or reference.registry)
+            await count_preflight(ctx, principal)
+            return await run_preflight(ctx, image=str(reference), login=stored)
+        stored = None
     if stored is not None and (username is None or password is None):
         username = username if username is not None else stored.username
         if password is None:
@@ -68,6 +98,32 @@ async def run_connection_test(
         login = RegistryLogin(registry or reference.registry, username, password)
     await count_preflight(ctx, principal)
     return await run_preflight(ctx, image=str(reference), login=login, registry=registry)
+
+
+async def _cloud_connection_test(
+    ctx: AppContext, principal: Principal, request: ConnectionTest
+) -> PreflightResult:
+    """Test Connection with a cloud key: typed in full, or (with ``service_id``) partly the stored one."""
+
+    def work(session: Session) -> tuple[str, credentials.PreparedSave]:
+        row = None
+        image = request.image
+        if request.service_id is not None:
+            service = service_of(session, principal=principal, service_id=request.service_id)
+            image = image or service.image
+            row = session.get(RegistryCredential, service.id)
+        if not image:
+            raise InvalidInput("enter an image reference first", field="image")
+        reference = validation.image_reference(image)
+        change = request.change(request.registry or reference.registry)
+        return str(reference), credentials.prepare(
+            ctx, image_registry=reference.registry, change=change, row=row
+        )
+
+    image, prepared = await ctx.db.run(work)
+    login = prepared.login
+    await count_preflight(ctx, principal)
+    return await run_preflight(ctx, image=image, login=login)
 
 
 async def _service_side(

@@ -1,6 +1,12 @@
 """Private registry credentials of a service: the input rules, save (verified or overridden), masked
 reads, opening them for one operation, and removal.
 
+Three kinds: ``password`` (a user name and a password or token), ``aws_ecr`` (an AWS access key, a
+region, optionally a role) and ``google`` (a service account's JSON key). A row keeps the kind's
+identity in ``username`` (user name, access key id, client email) and its long-lived secret sealed in
+``password_sealed``, bound to a field name of its own per kind. Cloud keys are exchanged for a
+short-lived login at each use (``guara.registry.cloud``).
+
 The plaintext password lives only in one request's call stack as a ``SecretStr``: request body →
 preflight Authorization header → ``secrets.seal`` → row. Database work runs in worker threads; the
 preflight runs on the event loop, between two short transactions, never inside one.
@@ -10,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import SecretStr
 from sqlalchemy import delete, select
@@ -25,7 +32,15 @@ from guara.core.access import mark_changed, service_of
 from guara.core.accounts import Principal
 from guara.core.errors import CredentialsUnreadable, InvalidInput, PreflightFailed
 from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
-from guara.registry import InvalidRegistry, parse_registry, same_registry
+from guara.registry import (
+    AwsEcrKey,
+    GoogleKey,
+    InvalidCloudKey,
+    InvalidRegistry,
+    mask_access_key_id,
+    parse_registry,
+    same_registry,
+)
 from guara.secrets import (
     ProjectKeys,
     UnreadableSecret,
@@ -40,6 +55,15 @@ if TYPE_CHECKING:
     from guara.context import AppContext
 
 PASSWORD_FIELD = "registry_password"  # noqa: S105  (a field name bound into the AAD)
+CredentialKind = Literal["password", "aws_ecr", "google"]
+KINDS: tuple[str, ...] = get_args(CredentialKind)
+# The field each kind's sealed secret is bound to: a secret of one kind never opens as another's.
+SECRET_FIELDS = {"password": PASSWORD_FIELD, "aws_ecr": "aws_secret_access_key", "google": "google_json_key"}
+_KIND_FIELDS = {
+    "password": ("username", "password"),
+    "aws_ecr": ("aws_access_key_id", "aws_secret_access_key", "aws_region", "aws_role_arn"),
+    "google": ("google_json_key",),
+}
 ANONYMOUS_NOTE = (
     "The service now pulls its image anonymously. If the image is private, its next deploy will fail "
     "until credentials are added back."
@@ -51,23 +75,51 @@ Verification = audit.Verification
 
 @dataclass(frozen=True)
 class CredentialsChange:
-    """What a user typed; a ``None`` username or password means "keep the stored one"."""
+    """What a user typed; a ``None`` field means "keep the stored one" (for ``aws_region`` and
+    ``aws_role_arn``, an empty string clears it). Only the fields of ``kind`` may be given."""
 
     registry: str
     username: str | None = None
     password: SecretStr | None = None
+    kind: str = "password"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    google_json_key: SecretStr | None = None
+
+    def checked_kind(self) -> CredentialKind:
+        """The kind, once the fields given are all its own (InvalidInput otherwise)."""
+        if self.kind not in KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
+        for other, fields in _KIND_FIELDS.items():
+            for name in fields if other != self.kind else ():
+                if getattr(self, name) is not None:
+                    raise InvalidInput(f"{name} is not a field of {self.kind} credentials", field=name)
+        kind: CredentialKind = self.kind  # type: ignore[assignment]  # checked against KINDS above
+        return kind
+
+
+def secret_field(kind: str) -> str:
+    """The field name a kind's sealed secret is bound to (unknown kinds: the password's)."""
+    return SECRET_FIELDS.get(kind, PASSWORD_FIELD)
 
 
 @dataclass(frozen=True)
 class CredentialsView:
-    """Stored credentials as anyone may see them: masked, never the password."""
+    """Stored credentials as anyone may see them: masked, never the password or a cloud secret."""
 
     registry: str
-    username_masked: str
+    username_masked: str | None
     has_password: bool
     verified_at: datetime | None
     verification: Verification
     updated_at: datetime
+    kind: str = "password"
+    aws_access_key_id_masked: str | None = None
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    google_client_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,13 +137,19 @@ def mask_username(username: str) -> str:
 
 
 def view_of(row: RegistryCredential) -> CredentialsView:
+    kind = row.kind or "password"
     return CredentialsView(
         registry=row.registry_host,
-        username_masked=mask_username(row.username),
+        username_masked=mask_username(row.username) if kind == "password" else None,
         has_password=bool(row.password_sealed),
         verified_at=row.verified_at,
         verification="passed" if row.verification == "passed" else "overridden",
         updated_at=row.updated_at,
+        kind=kind,
+        aws_access_key_id_masked=mask_access_key_id(row.username) if kind == "aws_ecr" else None,
+        aws_region=row.aws_region if kind == "aws_ecr" else None,
+        aws_role_arn=row.aws_role_arn if kind == "aws_ecr" else None,
+        google_client_email=row.username if kind == "google" else None,
     )
 
 
@@ -184,20 +242,51 @@ def stored_password_stays_home(stored_registry: str, requested_registry: str) ->
 
 
 def _open_password(ctx: AppContext, row: RegistryCredential) -> SecretStr:
+    what = {"aws_ecr": "AWS secret access key", "google": "Google JSON key"}.get(
+        row.kind, "registry password"
+    )
     try:
         secret = open_secret(
             ProjectKeys(ctx.keyring),
             row.password_sealed,
             project_id=str(row.project_id),
             service_id=str(row.service_id),
-            field=PASSWORD_FIELD,
+            field=secret_field(row.kind),
         )
     except UnreadableSecret as exc:
         raise CredentialsUnreadable(
-            f"the stored registry password cannot be read ({exc}); enter the credentials again"
+            f"the stored {what} cannot be read ({exc}); enter the credentials again"
         ) from None
     register_secret(secret)
+    if row.kind == "google":
+        _register_google_key(secret)
     return secret
+
+
+def _register_google_key(json_key: SecretStr) -> None:
+    """The private key inside is a secret on its own too: scrub it wherever it would appear alone."""
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        register_secret(json.loads(json_key.get_secret_value())["private_key"])
+
+
+def login_of(
+    kind: str,
+    registry: str,
+    identity: str,
+    secret: SecretStr,
+    *,
+    aws_region: str | None = None,
+    aws_role_arn: str | None = None,
+) -> RegistryLogin:
+    """The login for one operation: a password as it is, a cloud key to exchange at use."""
+    try:
+        if kind == "aws_ecr":
+            return RegistryLogin.of_key(registry, AwsEcrKey(identity, secret, aws_region, aws_role_arn))
+        if kind == "google":
+            return RegistryLogin.of_key(registry, GoogleKey.parse(secret))
+    except InvalidCloudKey as exc:
+        raise InvalidInput(str(exc), field=exc.field) from None
+    return RegistryLogin(registry, identity, secret)
 
 
 def open_stored(ctx: AppContext, session: Session, *, service_id: uuid.UUID) -> RegistryLogin | None:
@@ -205,7 +294,20 @@ def open_stored(ctx: AppContext, session: Session, *, service_id: uuid.UUID) -> 
     row = session.get(RegistryCredential, service_id)
     if row is None:
         return None
-    return RegistryLogin(row.registry_host, row.username, _open_password(ctx, row))
+    secret = _open_password(ctx, row)
+    try:
+        return login_of(
+            row.kind,
+            row.registry_host,
+            row.username,
+            secret,
+            aws_region=row.aws_region,
+            aws_role_arn=row.aws_role_arn,
+        )
+    except InvalidInput as exc:
+        raise CredentialsUnreadable(
+            f"the stored credentials are unusable ({exc.message}); enter them again"
+        ) from None
 
 
 def fingerprint(session: Session, *, service_id: uuid.UUID) -> str | None:
@@ -214,7 +316,8 @@ def fingerprint(session: Session, *, service_id: uuid.UUID) -> str | None:
     row = session.get(RegistryCredential, service_id)
     if row is None:
         return None
-    material = "\n".join((row.registry_host, row.username, row.password_sealed)).encode()
+    parts = (row.registry_host, row.kind, row.username, row.password_sealed, row.aws_region, row.aws_role_arn)
+    material = "\n".join(part or "" for part in parts).encode()
     return hashlib.sha256(material).hexdigest()
 
 
@@ -229,33 +332,135 @@ def open_stored_quietly(ctx: AppContext, session: Session, *, service_id: uuid.U
 
 @dataclass(frozen=True)
 class PreparedSave:
-    """Validated values for one save: what the preflight and the row will use."""
+    """Validated values for one save: what the preflight and the row will use. ``username`` is the
+    kind's identity (user name, access key id, client email); ``password`` its secret."""
 
     registry: str
     username: str
     password: SecretStr | None  # None: keep the stored envelope as it is
     stored_password: SecretStr | None
     changed: tuple[str, ...]
+    kind: CredentialKind = "password"
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
 
     @property
     def login(self) -> RegistryLogin:
         secret = self.password or self.stored_password
         if secret is None:  # a PreparedSave always has one of them
             raise InvalidInput("a password is required", field="password")
-        return RegistryLogin(self.registry, self.username, secret)
+        return login_of(
+            self.kind,
+            self.registry,
+            self.username,
+            secret,
+            aws_region=self.aws_region,
+            aws_role_arn=self.aws_role_arn,
+        )
 
 
 def prepare_new(ctx: AppContext, *, image_registry: str, change: CredentialsChange) -> PreparedSave:
-    """New credentials (no stored ones to keep): both fields are required."""
-    if change.username is None or change.password is None:
-        raise InvalidInput(PAIR_NEEDED, field="username" if change.username is None else "password")
-    return PreparedSave(
-        registry=registry_for_image(ctx, image_registry, change.registry),
-        username=username(change.username),
-        password=password(change.password),
-        stored_password=None,
-        changed=("registry", "username", "password"),
+    """New credentials (no stored ones to keep): every required field of the kind."""
+    return prepare(ctx, image_registry=image_registry, change=change, row=None, open_stored_secret=False)
+
+
+def _optional_text(given: str | None, stored: str | None) -> str | None:
+    """``None`` keeps the stored value, ``""`` clears it."""
+    if given is None:
+        return stored
+    return given.strip() or None
+
+
+def _cloud_secret(value: SecretStr, field: str) -> SecretStr:
+    register_secret(value)
+    raw = value.get_secret_value()
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field) from None
+    if "\x00" in raw:
+        raise InvalidInput(f"{field} must not contain NUL", field=field)
+    return value
+
+
+def prepare(
+    ctx: AppContext,
+    *,
+    image_registry: str,
+    change: CredentialsChange,
+    row: RegistryCredential | None,
+    open_stored_secret: bool = True,
+) -> PreparedSave:
+    """Check ``change`` against the stored ``row`` (None: nothing stored): the values a save or a test
+    uses. A secret left out is the stored one, for the same kind only, and only for the registry it
+    was saved for."""
+    kind = change.checked_kind()
+    registry = registry_for_image(ctx, image_registry, change.registry)
+    same = row if row is not None and row.kind == kind else None
+    region: str | None = None
+    role: str | None = None
+    if kind == "password":
+        if same is None and (change.username is None or change.password is None):
+            raise InvalidInput(PAIR_NEEDED, field="username" if change.username is None else "password")
+        name = username(change.username) if change.username is not None else (same.username if same else "")
+        secret = password(change.password) if change.password is not None else None
+        identity_field, secret_name = "username", "password"
+    elif kind == "aws_ecr":
+        secret = (
+            _cloud_secret(change.aws_secret_access_key, "aws_secret_access_key")
+            if change.aws_secret_access_key is not None
+            else None
+        )
+        given_id = change.aws_access_key_id.strip() if change.aws_access_key_id is not None else None
+        name = given_id if given_id is not None else (same.username if same else "")
+        if not name:
+            raise InvalidInput("aws_access_key_id is required", field="aws_access_key_id")
+        if secret is None and (same is None or name != same.username):
+            raise InvalidInput(
+                "aws_secret_access_key is required with a new access key id", field="aws_secret_access_key"
+            )
+        region = _optional_text(change.aws_region, same.aws_region if same else None)
+        role = _optional_text(change.aws_role_arn, same.aws_role_arn if same else None)
+        try:
+            # The key's own rules; a kept secret is checked when it is opened.
+            AwsEcrKey(name, secret or SecretStr("kept"), region, role).region_for(
+                parse_registry(registry, allow_http=True).host
+            )
+        except InvalidCloudKey as exc:
+            raise InvalidInput(str(exc), field=exc.field) from None
+        identity_field, secret_name = "aws_access_key_id", "aws_secret_access_key"
+    else:
+        secret = None
+        if change.google_json_key is not None:
+            secret = _cloud_secret(change.google_json_key, "google_json_key")
+            _register_google_key(secret)
+            try:
+                name = GoogleKey.parse(secret).client_email
+            except InvalidCloudKey as exc:
+                raise InvalidInput(str(exc), field=exc.field) from None
+        elif same is not None:
+            name = same.username
+        else:
+            raise InvalidInput(
+                "google_json_key is required (the service account key file)", field="google_json_key"
+            )
+        identity_field, secret_name = "google_client_email", "google_json_key"
+    stored = None
+    if secret is None:
+        assert same is not None  # every branch above demands a secret when nothing of this kind is stored
+        stored_password_stays_home(same.registry_host, registry)
+        if open_stored_secret:
+            stored = _open_password(ctx, same)
+    differs = (
+        ("registry", row is None or row.registry_host != registry),
+        ("kind", row is not None and row.kind != kind),
+        (identity_field, same is None or same.username != name),
+        (secret_name, secret is not None),
+        ("aws_region", kind == "aws_ecr" and (same is None or same.aws_region != region)),
+        ("aws_role_arn", kind == "aws_ecr" and (same is None or same.aws_role_arn != role)),
     )
+    changed = tuple(field for field, yes in differs if yes)
+    return PreparedSave(registry, name, secret, stored, changed, kind, region, role)
 
 
 async def verify(
@@ -291,14 +496,17 @@ def write(
         row = RegistryCredential(service_id=service.id, project_id=service.project_id)
         session.add(row)
     row.registry_host = prepared.registry
+    row.kind = prepared.kind
     row.username = prepared.username
+    row.aws_region = prepared.aws_region
+    row.aws_role_arn = prepared.aws_role_arn
     if prepared.password is not None:
         row.password_sealed = seal(
             ProjectKeys(ctx.keyring),
             prepared.password,
             project_id=str(service.project_id),
             service_id=str(service.id),
-            field=PASSWORD_FIELD,
+            field=secret_field(prepared.kind),
         )
         row.key_version = envelope_key_version(row.password_sealed)
     row.verification = verification
@@ -321,25 +529,8 @@ async def save_credentials(
         service = service_of(session, principal=principal, service_id=service_id)
         reference = validation.image_reference(service.image)
         row = session.get(RegistryCredential, service.id)
-        if row is None:
-            return service, prepare_new(ctx, image_registry=reference.registry, change=change), None
-        registry = registry_for_image(ctx, reference.registry, change.registry)
-        name = username(change.username) if change.username is not None else row.username
-        secret = password(change.password) if change.password is not None else None
-        stored = None
-        if secret is None:
-            stored_password_stays_home(row.registry_host, registry)
-            stored = _open_password(ctx, row)
-        changed = tuple(
-            field
-            for field, differs in (
-                ("registry", row.registry_host != registry),
-                ("username", row.username != name),
-                ("password", secret is not None),
-            )
-            if differs
-        )
-        return service, PreparedSave(registry, name, secret, stored, changed), row.registry_host
+        prepared = prepare(ctx, image_registry=reference.registry, change=change, row=row)
+        return service, prepared, row.registry_host if row is not None else None
 
     service, prepared, previous_registry = await ctx.db.run(load)
     verification = await verify(

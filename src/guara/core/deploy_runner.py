@@ -273,14 +273,19 @@ class DeploymentRunner:
             platform=parse_platform(start.platform),
             options=ctx.registry,
             registry=login.registry if login else None,
-            username=login.username if login else None,
-            password=login.password if login else None,
+            username=login.username if login and not login.cloud_key else None,
+            password=login.password if login and not login.cloud_key else None,
+            cloud_key=login.cloud_key if login else None,
         )
         if not isinstance(resolution, ResolvedImage):
             message = resolution.message.rstrip(".") + "."
             if not resolution.unusable:
                 message += _hint(resolution.code, login.registry if login else None)
             return Outcome(FAILED, message, resolution.code.value)
+        if login is not None and resolution.exchanged is not None:
+            # A cloud key: the runtime pulls with the short-lived login it was just exchanged for.
+            exchanged = resolution.exchanged
+            login = RegistryLogin(login.registry, exchanged.username, exchanged.password)
         job = DeployJob(
             deployment_id=deployment_id,
             project_id=start.project_id,

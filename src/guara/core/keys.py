@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from guara.core.credentials import PASSWORD_FIELD
+from guara.core.credentials import secret_field
 from guara.secrets import ProjectKeys, append_key_version, reseal
 from guara.store.models import RegistryCredential
 
@@ -90,18 +90,19 @@ async def reseal_pending(
                 RegistryCredential.service_id,
                 RegistryCredential.project_id,
                 RegistryCredential.password_sealed,
+                RegistryCredential.kind,
             )
             .where(RegistryCredential.key_version < target)
             .order_by(RegistryCredential.service_id)
             .limit(batch_size)
         ).all()
-        for service_id, project_id, envelope in batch:
+        for service_id, project_id, envelope, kind in batch:
             sealed = reseal(
                 keys,
                 envelope,
                 project_id=str(project_id),
                 service_id=str(service_id),
-                field=PASSWORD_FIELD,
+                field=secret_field(kind),
                 to_version=target,
             )
             # Conditional: a save that replaced the secret meanwhile wins.

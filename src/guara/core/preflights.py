@@ -6,7 +6,7 @@ share one limit (5 a minute per user) and one set of registry options.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from guara import metrics
 from guara.core.accounts import Principal
 from guara.core.errors import RateLimited
-from guara.registry import PreflightResult, preflight
+from guara.registry import CloudKey, PreflightResult, preflight
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -22,11 +22,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RegistryLogin:
-    """A registry and the credentials guara sends it. The password only ever lives in memory."""
+    """A registry and the credentials guara sends it. The password only ever lives in memory.
+
+    With a ``cloud_key`` (AWS ECR, Google), the username and password are empty: the key is exchanged
+    for a short-lived login at each use (``with_exchanged`` gives the login a runtime pulls with)."""
 
     registry: str
     username: str
     password: SecretStr
+    cloud_key: CloudKey | None = field(default=None, repr=False)
+
+    @classmethod
+    def of_key(cls, registry: str, key: CloudKey) -> RegistryLogin:
+        return cls(registry, "", SecretStr(""), key)
 
 
 async def count_preflight(ctx: AppContext, principal: Principal) -> None:
@@ -47,12 +55,14 @@ async def run_preflight(
     """The preflight for ``image`` with ``login`` (anonymous when None) on the application's options.
 
     ``registry`` is the Registry URL typed for an anonymous test; a login carries its own."""
+    basic = login is not None and login.cloud_key is None
     result = await preflight(
         image,
         registry=login.registry if login is not None else registry,
-        username=login.username if login is not None else None,
-        password=login.password if login is not None else None,
+        username=login.username if login is not None and basic else None,
+        password=login.password if login is not None and basic else None,
         options=ctx.registry,
+        cloud_key=login.cloud_key if login is not None else None,
     )
     metrics.count_preflight(None if result.code is None else result.code.value, result.elapsed_ms / 1000)
     return result

@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from guara.core import credentials
 from guara.core.preflights import RegistryLogin
+from guara.core.pull_secrets import PullSecretRefresher
 from guara.deploy import (
     ApplyFailed,
     DeployError,
@@ -181,6 +182,8 @@ class KubernetesRuntime:
 
     def __init__(self, applier: ManifestApplier) -> None:
         self.applier = applier
+        # Pull Secrets made from cloud registry tokens expire: renewed on the reconcile rounds.
+        self.pull_secrets = PullSecretRefresher(applier)
 
     async def deploy(self, ctx: AppContext, job: DeployJob) -> Outcome:
         rendered = await _render(job)
@@ -205,6 +208,9 @@ class KubernetesRuntime:
                 return Outcome(FAILED, message, APPLY_FAILED, digest, manifests)
             message = REMOVED_MESSAGE.format(what=" and deleted the pull Secret it had applied")
             return Outcome(FAILED, message, CREDENTIALS_REMOVED, digest, manifests)
+        if job.image.exchanged is not None:
+            self.pull_secrets.written(job.service_id)
+            summary += "; its pull Secret holds a short-lived cloud registry token, renewed before it expires"
         namespace = rendered.names.namespace
         message = f"{summary}; applied to Kubernetes namespace {namespace} (server-side apply)."
         return Outcome(SUCCEEDED, message, digest=digest, manifests=manifests)
@@ -220,7 +226,8 @@ class KubernetesRuntime:
         return "Its pull Secret was deleted from the cluster."
 
     async def reconcile(self, ctx: AppContext) -> int:
-        return 0  # server-side apply converges on each deploy
+        await self.pull_secrets.refresh_due(ctx)  # server-side apply converges on each deploy otherwise
+        return 0
 
     async def retire(self, container_ids: tuple[str, ...]) -> None:
         return None

@@ -50,6 +50,7 @@ from .render import (
     dockerconfig_key,
     namespace_for,
     pull_secret_ref,
+    render_pull_secret,
     render_workload,
 )
 from .resolve import (
@@ -106,6 +107,7 @@ __all__ = [
     "namespace_for",
     "parse_platform",
     "pull_secret_ref",
+    "render_pull_secret",
     "render_workload",
     "resolve_image",
     "select_platform",

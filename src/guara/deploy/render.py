@@ -164,23 +164,42 @@ def render_workload(
     ]
     objects.append(_isolation_policy(namespace, project_id))
     if credentials is not None:
-        assert names.secret is not None
         objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "kubernetes.io/dockerconfigjson",
-                "metadata": {"name": names.secret, "namespace": namespace, "labels": dict(labels)},
-                "data": {
-                    DOCKERCONFIGJSON: dockerconfigjson(
-                        credentials.registry, credentials.username, credentials.password
-                    )
-                },
-            }
+            render_pull_secret(
+                project_id=project_id,
+                service_id=service_id,
+                service_name=service_name,
+                credentials=credentials,
+            )
         )
     objects.append(_deployment(image, names, labels, deployment_id))
     validate_objects(objects)
     return RenderedWorkload(objects=tuple(objects), names=names)
+
+
+def render_pull_secret(
+    *, project_id: uuid.UUID, service_id: uuid.UUID, service_name: str, credentials: PullCredentials
+) -> KubernetesObject:
+    """A service's pull Secret alone (a secret: never log or return it), as a deploy renders it; also
+    what re-applying a fresh cloud registry token writes."""
+    ref = pull_secret_ref(project_id, service_name)
+    labels = {
+        "app.kubernetes.io/name": service_name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        f"{LABEL_PREFIX}/project-id": str(project_id),
+        f"{LABEL_PREFIX}/service-id": str(service_id),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": ref.name, "namespace": ref.namespace, "labels": labels},
+        "data": {
+            DOCKERCONFIGJSON: dockerconfigjson(
+                credentials.registry, credentials.username, credentials.password
+            )
+        },
+    }
 
 
 ISOLATION_POLICY = "guara-project-isolation"

@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
 from guara.registry import (
+    CloudKey,
+    Credentials,
     ImageReference,
     ProtocolViolation,
     RegistryOptions,
@@ -67,6 +69,8 @@ class ResolvedImage:
     config_digest: str
     with_credentials: bool
     elapsed_ms: int
+    # The short-lived login a cloud key was exchanged for: what the runtime pulls with, this once.
+    exchanged: Credentials | None = field(default=None, repr=False)
 
     @property
     def pinned(self) -> str:
@@ -96,6 +100,7 @@ async def resolve_image(
     registry: str | None = None,
     username: str | None = None,
     password: SecretStr | None = None,
+    cloud_key: CloudKey | None = None,
 ) -> Resolution:
     """Resolve ``image`` for ``platform``; never raises for a registry failure (returns ResolveFailure).
 
@@ -112,6 +117,7 @@ async def resolve_image(
             username=username,
             password=password,
             options=options,
+            cloud_key=cloud_key,
         )
     except ImageUnusable as exc:
         elapsed_ms = int((time.monotonic() - started) * 1000)
@@ -134,6 +140,7 @@ async def resolve_image(
             config_digest=config_digest,
             with_credentials=context.credentials_given,
             elapsed_ms=elapsed_ms,
+            exchanged=context.exchanged,
         )
     logger.info(
         "resolve registry=%s repository=%s platform=%s ok=%s code=%s elapsed_ms=%d",

@@ -6,6 +6,9 @@ Error tree (catch the root to handle every failure of this package)::
      ├── InvalidReference           (also ValueError) malformed image reference
      ├── InvalidRegistry            (also ValueError) malformed registry host/URL, or not the image's registry
      ├── InvalidCredentials         (also ValueError) a user name or password HTTP Basic cannot carry (.field)
+     ├── InvalidCloudKey            (also ValueError) a cloud key that cannot be used at all (.field)
+     ├── CloudLoginFailed           a cloud token exchange (ECR, STS, Google) failed (.provider, .host)
+     │    └── CloudLoginRejected    the cloud provider rejected the key or the role
      ├── TrustStoreError            the extra CA file cannot be read or holds no certificate
      ├── DestinationRefused         the network guard refused a destination (.host, .blocked, .reason)
      ├── NameResolutionFailed       a host name did not resolve (.host)
@@ -57,6 +60,29 @@ class InvalidCredentials(RegistryClientError, ValueError):
     def __init__(self, message: str, *, field: str = "username") -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvalidCloudKey(RegistryClientError, ValueError):
+    """A cloud key that cannot be used at all: a mangled JSON key, no region. ``field`` names the input
+    (``google_json_key``, ``aws_region``...)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CloudLoginFailed(RegistryClientError):
+    """The exchange of a cloud key for a registry login failed (5xx, an unusable answer).
+    ``provider`` is "AWS" or "Google"; ``host`` the endpoint's."""
+
+    def __init__(self, message: str, *, provider: str, host: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.host = host
+
+
+class CloudLoginRejected(CloudLoginFailed):
+    """The cloud provider rejected the key (or refused the role to assume)."""
 
 
 class TrustStoreError(RegistryClientError):

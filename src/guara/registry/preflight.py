@@ -7,6 +7,8 @@ as exactly one of six codes, decided in one place: ``failure_mapping``. The tabl
 ==========================================================  ====================
 failure                                                     code
 ==========================================================  ====================
+a cloud key (ECR, Google) rejected, a role not assumable    auth_failed
+a cloud token endpoint unreachable or failing (5xx, junk)   network_error
 malformed image reference or registry; registry not the     invalid_url
 image's; plain http not allowed; connection refused or
 unreachable (registry host); /v2/ neither 200 nor 401
@@ -42,15 +44,19 @@ from pydantic import SecretStr
 from guara.netguard import Resolver
 
 from .auth import Credentials
+from .cloud import AwsEcrKey, CloudKey, cloud_login
 from .deadline import Deadline
 from .errors import (
     AccessDenied,
     AuthenticationFailed,
+    CloudLoginFailed,
+    CloudLoginRejected,
     ConnectFailed,
     ConnectionBroken,
     DeadlineExceeded,
     DestinationRefused,
     InsecureURLRefused,
+    InvalidCloudKey,
     InvalidCredentials,
     InvalidReference,
     InvalidRegistry,
@@ -119,6 +125,7 @@ async def preflight(
     allow_http: bool = False,
     resolver: Resolver | None = None,
     options: RegistryOptions | None = None,
+    cloud_key: CloudKey | None = None,
 ) -> PreflightResult:
     """Run Test Connection for ``image`` with these credentials; never raises for a failed preflight.
 
@@ -127,7 +134,8 @@ async def preflight(
     ``options`` when given (what the application passes); otherwise it is built from ``ca_file``,
     ``ssrf_allow`` (the operator's exempted CIDRs: a malformed one raises ValueError, that is
     configuration, not a preflight outcome), ``timeout`` (bounds the whole preflight, every request
-    included), ``allow_http`` and ``resolver``.
+    included), ``allow_http`` and ``resolver``. ``cloud_key`` (instead of a username and password) is
+    exchanged for a short-lived login first, under the same deadline.
     """
     if options is None:
         options = RegistryOptions.build(
@@ -140,6 +148,7 @@ async def preflight(
         username=username,
         password=password,
         options=options,
+        cloud_key=cloud_key,
     )
     context, descriptor, elapsed_ms = operation.context, operation.value, operation.elapsed_ms
     if descriptor is None:
@@ -176,11 +185,13 @@ async def run_operation(
     registry: str | None = None,
     username: str | None = None,
     password: str | SecretStr | None = None,
+    cloud_key: CloudKey | None = None,
 ) -> Operation[T]:
     """Open a guarded, authenticated ``RegistrySession`` for ``image`` and run ``work`` in it, all under
     one deadline (``options.timeout``). Registry failures (of the set-up and of ``work``) are mapped by
     ``failure_mapping`` into the returned context; other exceptions of ``work`` propagate. Preflight
-    and deploy share it.
+    and deploy share it. A ``cloud_key`` is exchanged first, inside the deadline; the login it gave is
+    ``context.exchanged`` (for a runtime's pull of this one deploy).
     """
     deadline = Deadline(options.timeout)
     secret = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
@@ -190,10 +201,16 @@ async def run_operation(
         context.image = image_ref = parse_image_reference(image)
         location = _registry_location(image_ref, registry, allow_http=options.allow_http)
         context.location = location
-        credentials = Credentials.of(username, secret)
-        context.credentials_given = credentials is not None
+        credentials = Credentials.of(username, secret) if cloud_key is None else None
+        context.credentials_given = credentials is not None or cloud_key is not None
         ssl_context = options.ssl_context()
         with deadline.scope():
+            if cloud_key is not None:
+                context.cloud_provider = "AWS" if isinstance(cloud_key, AwsEcrKey) else "Google"
+                credentials = await cloud_login(
+                    cloud_key, registry_host=location.host, options=options, deadline=deadline
+                )
+                context.exchanged, context.cloud_provider = credentials, None
             async with RegistrySession(
                 image_ref,
                 registry=location,
@@ -232,6 +249,9 @@ class FailureContext:
     location: RegistryLocation | None = None
     credentials_given: bool = False
     session: RegistrySession | None = None
+    # Set while a cloud key is being exchanged ("AWS", "Google"); the login it gave, once it did.
+    cloud_provider: str | None = None
+    exchanged: Credentials | None = field(default=None, repr=False)
     code: PreflightCode | None = None
     message: str = field(default="")
 
@@ -263,6 +283,14 @@ def _classify(exc: RegistryClientError, context: FailureContext) -> tuple[Prefli
         return code.INVALID_URL, f"the image reference is invalid: {detail}"
     if isinstance(exc, InvalidRegistry):
         return code.INVALID_URL, f"the registry URL is invalid: {detail}"
+    if isinstance(exc, InvalidCloudKey):
+        return code.AUTH_FAILED, f"{detail}; check the {exc.field}"
+    if isinstance(exc, CloudLoginRejected):
+        return code.AUTH_FAILED, detail
+    if isinstance(exc, CloudLoginFailed):
+        return code.NETWORK_ERROR, detail
+    if context.cloud_provider is not None:
+        return _classify_cloud_login(exc, context, context.cloud_provider)
     if isinstance(exc, InvalidCredentials):
         return code.AUTH_FAILED, f"{detail}; check the {exc.field}"
     if isinstance(exc, TrustStoreError):
@@ -308,6 +336,26 @@ def _classify(exc: RegistryClientError, context: FailureContext) -> tuple[Prefli
     if isinstance(exc, RegistryError):
         return code.NETWORK_ERROR, f"{detail}; the registry may be down, try again later"
     return code.NETWORK_ERROR, detail
+
+
+def _classify_cloud_login(
+    exc: RegistryClientError, context: FailureContext, provider: str
+) -> tuple[PreflightCode, str]:
+    """A failure while a cloud key was exchanged: the endpoint is the provider's, not the registry."""
+    code = PreflightCode
+    detail = str(exc)
+    if isinstance(exc, DestinationRefused) and exc.blocked:
+        return code.SSRF_BLOCKED, (
+            f"blocked by the network guard: {detail}. {provider}'s token endpoint must be on a publicly "
+            "routable address"
+        )
+    if isinstance(exc, DeadlineExceeded):
+        return code.TIMEOUT, (
+            f"{provider}'s token endpoint did not answer within {context.timeout:g} s; try again later"
+        )
+    if isinstance(exc, ConnectFailed):
+        return code.NETWORK_ERROR, f"{provider}'s token endpoint is unreachable: {detail}"
+    return code.NETWORK_ERROR, f"logging in to {provider} failed: {detail}"
 
 
 def _credentials_accepted(context: FailureContext) -> bool:

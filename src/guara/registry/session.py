@@ -2,7 +2,7 @@
 
 Every socket comes from the network guard's transport (wrapped by ``BoundedTransport`` for scheme
 policy, body caps and the shared deadline). httpx and guard exceptions are translated in exactly one
-place, ``_translate_errors``; everything else in this package raises only ``RegistryClientError``s.
+place, ``translate_errors``; everything else in this package raises only ``RegistryClientError``s.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class RegistrySession:
 
     @contextlib.contextmanager
     def _operation(self) -> Iterator[None]:
-        with _translate_errors(), self.deadline.scope():
+        with translate_errors(), self.deadline.scope():
             yield
 
     async def _send(
@@ -381,7 +381,7 @@ class RegistrySession:
         says MANIFEST_UNKNOWN even for unknown repositories; its tag list says NAME_UNKNOWN.)"""
         budget = min(_DIAGNOSIS_BUDGET_S, self.deadline.remaining() / 2)
         # Best effort, one short request: whatever goes wrong here, the 404 stands.
-        with anyio.move_on_after(budget), contextlib.suppress(RegistryClientError), _translate_errors():
+        with anyio.move_on_after(budget), contextlib.suppress(RegistryClientError), translate_errors():
             response = await self._send("GET", f"/v2/{self.image.repository}/tags/list?n=1")
             if response.status_code == 200:
                 return True
@@ -507,7 +507,7 @@ def _bearer_error(response: httpx.Response) -> str | None:
 
 
 @contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
+def translate_errors() -> Iterator[None]:
     """The one place where httpx, TLS and network-guard exceptions become registry errors."""
     try:
         yield

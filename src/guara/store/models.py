@@ -135,9 +135,14 @@ class RegistryCredential(Base):
     )
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     registry_host: Mapped[str] = mapped_column("registry", String(255))
+    # password | aws_ecr | google. What the two columns below hold depends on it: the user name and
+    # the password; the access key id and the secret access key; the client email and the JSON key.
+    kind: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
     username: Mapped[str] = mapped_column(String(255))
     # A guara.secrets envelope: key version, nonce, AES-256-GCM ciphertext. Never plaintext.
     password_sealed: Mapped[str] = mapped_column(Text)
+    aws_region: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    aws_role_arn: Mapped[str | None] = mapped_column(String(600), nullable=True)
     key_version: Mapped[int] = mapped_column(Integer, index=True)
     verification: Mapped[str] = mapped_column(String(16))  # passed | overridden
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

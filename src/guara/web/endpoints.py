@@ -20,6 +20,7 @@ from guara.core.validation import MAX_REGISTRY_SECRET
 from guara.http.auth import authenticate_request
 from guara.http.deps import ContextDep
 from guara.http.errors import retry_after_headers, status_for
+from guara.registry.cloud import MAX_JSON_KEY_CHARS
 from guara.web.forms import optional_secret, optional_text
 from guara.web.presenters import connection_result_from, rate_limited_result
 
@@ -41,6 +42,12 @@ class TestConnection(_Body):
     username: str | None = Field(default=None, max_length=255)
     password: SecretStr | None = Field(default=None, max_length=MAX_REGISTRY_SECRET)
     service_id: uuid.UUID | None = None
+    kind: str = Field(default="password", max_length=16)
+    aws_access_key_id: str | None = Field(default=None, max_length=128)
+    aws_secret_access_key: SecretStr | None = Field(default=None, max_length=256)
+    aws_region: str | None = Field(default=None, max_length=32)
+    aws_role_arn: str | None = Field(default=None, max_length=600)
+    google_json_key: SecretStr | None = Field(default=None, max_length=MAX_JSON_KEY_CHARS)
 
 
 class PlatformsOf(_Body):
@@ -107,6 +114,12 @@ async def test_connection(request: Request, body: TestConnection, ctx: ContextDe
             username=optional_text(body.username or ""),
             password=optional_secret(body.password),
             service_id=body.service_id,
+            kind=body.kind,
+            aws_access_key_id=optional_text(body.aws_access_key_id or ""),
+            aws_secret_access_key=optional_secret(body.aws_secret_access_key),
+            aws_region=optional_text(body.aws_region or ""),
+            aws_role_arn=optional_text(body.aws_role_arn or ""),
+            google_json_key=optional_secret(body.google_json_key),
         )
         result = await connection_tests.run_connection_test(ctx, user, request_)
     except RateLimited as exc:

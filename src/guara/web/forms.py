@@ -7,14 +7,16 @@ and the page says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Form
+from fastapi import Depends, File, Form, UploadFile
 from pydantic import SecretStr
 
-from guara.core.credentials import CredentialsChange, require_pair
+from guara.core.credentials import KINDS, CredentialsChange, require_pair
 from guara.core.errors import Conflict, GuaraError, InvalidInput
 from guara.core.validation import DEFAULT_PORT, MAX_REGISTRY_SECRET
+from guara.registry import suggested_kind
+from guara.registry.cloud import MAX_JSON_KEY_CHARS
 
 FormText = Annotated[str, Form(max_length=2000)]
 FormSecret = Annotated[SecretStr, Form(max_length=MAX_REGISTRY_SECRET)]
@@ -23,19 +25,120 @@ NO_SECRET = SecretStr("")
 # The fields the service forms show an error next to; an error about any other field is shown for the
 # whole form. The API's name for the credentials pair is shown at the username.
 _SHOWN_FIELDS = frozenset(
-    {"name", "build_method", "image", "registry", "username", "password", "port", "health_path", "platform"}
+    {
+        "name",
+        "build_method",
+        "image",
+        "registry",
+        "username",
+        "password",
+        "port",
+        "health_path",
+        "platform",
+        "kind",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_region",
+        "aws_role_arn",
+        "google_json_key",
+    }
 )
 _FIELD_OF = {"registry_credentials": "username"}
 
 
 @dataclass
+class CloudForm:
+    """The kind chosen in a credentials form and the cloud fields posted with it. Fields of the other
+    kinds are posted too (every group is in the form; without JavaScript all are shown): only the
+    chosen kind's are used."""
+
+    kind: str = "password"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str | None = None
+    aws_role_arn: str | None = None
+    google_json_key: SecretStr | None = None
+    problem: str = ""  # an uploaded file that cannot be a key: shown at the field
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.kind in ("aws_ecr", "google")
+
+    @property
+    def secret_was_sent(self) -> bool:
+        return (self.kind == "aws_ecr" and self.aws_secret_access_key is not None) or (
+            self.kind == "google" and self.google_json_key is not None
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The chosen cloud kind's fields, as ``CredentialsChange`` and ``ConnectionTest`` take them."""
+        if self.problem:
+            raise InvalidInput(self.problem, field="google_json_key")
+        if self.kind == "aws_ecr":
+            return {
+                "kind": "aws_ecr",
+                "aws_access_key_id": self.aws_access_key_id,
+                "aws_secret_access_key": self.aws_secret_access_key,
+                "aws_region": self.aws_region,
+                "aws_role_arn": self.aws_role_arn,
+            }
+        if self.kind == "google":
+            return {"kind": "google", "google_json_key": self.google_json_key}
+        if self.kind != "password":
+            raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
+        return {}
+
+    def change(self, registry: str) -> CredentialsChange:
+        return CredentialsChange(registry, **self.fields())
+
+
+async def cloud_form(
+    kind: FormText = "password",
+    aws_access_key_id: FormText = "",
+    aws_secret_access_key: FormSecret = NO_SECRET,
+    aws_region: FormText = "",
+    aws_role_arn: FormText = "",
+    google_json_key: Annotated[SecretStr, Form(max_length=MAX_JSON_KEY_CHARS)] = NO_SECRET,
+    google_json_key_file: Annotated[UploadFile | None, File()] = None,
+) -> CloudForm:
+    """The cloud fields of a form post; an uploaded key file wins over the pasted text."""
+    json_key = optional_secret(google_json_key)
+    problem = ""
+    if google_json_key_file is not None and google_json_key_file.filename:
+        data = await google_json_key_file.read(MAX_JSON_KEY_CHARS + 1)
+        if len(data) > MAX_JSON_KEY_CHARS:
+            problem = f"the uploaded key file is over {MAX_JSON_KEY_CHARS} bytes: that is not a JSON key"
+        elif data:
+            try:
+                json_key = SecretStr(data.decode("utf-8-sig"))  # byte-exact, a BOM aside
+            except UnicodeDecodeError:
+                problem = "the uploaded key file is not UTF-8 text: choose the .json file Google gave you"
+    return CloudForm(
+        kind=kind.strip() or "password",
+        aws_access_key_id=optional_text(aws_access_key_id),
+        aws_secret_access_key=optional_secret(aws_secret_access_key),
+        aws_region=optional_text(aws_region),
+        aws_role_arn=optional_text(aws_role_arn),
+        google_json_key=json_key,
+        problem=problem,
+    )
+
+
+CloudFormDep = Annotated[CloudForm, Depends(cloud_form)]
+
+
+@dataclass
 class CredentialsFormValues:
-    """What the credentials fields show after a round trip (never the password)."""
+    """What the credentials fields show after a round trip (never the password or a cloud secret)."""
 
     registry: str = ""
     username: str = ""
     skip_verification: bool = False
     password_was_sent: bool = False
+    kind: str = "password"
+    aws_access_key_id: str = ""
+    aws_region: str = ""
+    aws_role_arn: str = ""
 
     @classmethod
     def posted(
@@ -46,14 +149,27 @@ class CredentialsFormValues:
         password: SecretStr,
         skip_verification: str,
         default_registry: str = "",
+        cloud: CloudForm | None = None,
     ) -> CredentialsFormValues:
         """The values of a credentials form post; an empty Registry URL falls back to ``default_registry``."""
+        cloud = cloud or CloudForm()
         return cls(
             registry=registry.strip() or default_registry,
             username=username,
             skip_verification=is_checked(skip_verification),
-            password_was_sent=optional_secret(password) is not None,
+            password_was_sent=optional_secret(password) is not None
+            if not cloud.is_cloud
+            else cloud.secret_was_sent,
+            kind=cloud.kind if cloud.kind in KINDS else "password",
+            aws_access_key_id=cloud.aws_access_key_id or "",
+            aws_region=cloud.aws_region or "",
+            aws_role_arn=cloud.aws_role_arn or "",
         )
+
+    @classmethod
+    def suggested(cls, registry: str, *, kind: str | None = None) -> CredentialsFormValues:
+        """Empty fields for ``registry``, with the kind its host suggests (ECR, Google) unless given."""
+        return cls(registry=registry, kind=kind or suggested_kind(registry) or "password")
 
 
 @dataclass

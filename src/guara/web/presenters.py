@@ -141,6 +141,13 @@ def rate_limited_result(*, limit: int, retry_after: int) -> ConnectionResult:
 # --- credentials -----------------------------------------------------------------------------------
 
 
+KIND_LABELS = {
+    "password": "User name and password",
+    "aws_ecr": "AWS access key (ECR)",
+    "google": "Google service account key",
+}
+
+
 @dataclass(frozen=True)
 class CredentialsDisplay:
     registry: str
@@ -149,6 +156,13 @@ class CredentialsDisplay:
     verified: bool
     status: str  # "verified 3 minutes ago" or "saved without verifying"
     when_iso: str | None
+    kind: str = "password"
+    # (label, value) rows that tell the stored credentials apart, masked; never a secret.
+    details: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind)
 
 
 def credentials_display(view: CredentialsView, *, now: datetime | None = None) -> CredentialsDisplay:
@@ -157,12 +171,32 @@ def credentials_display(view: CredentialsView, *, now: datetime | None = None) -
     status = f"verified {ago(when, now=now)}" if verified else "saved without verifying"
     return CredentialsDisplay(
         registry=view.registry,
-        username_masked=view.username_masked,
+        username_masked=view.username_masked
+        or view.aws_access_key_id_masked
+        or view.google_client_email
+        or "",
         password_masked=MASKED_PASSWORD if view.has_password else "(none)",
         verified=verified,
         status=status,
         when_iso=when.isoformat() if when else None,
+        kind=view.kind,
+        details=_credential_details(view, MASKED_PASSWORD if view.has_password else "(none)"),
     )
+
+
+def _credential_details(view: CredentialsView, secret_masked: str) -> tuple[tuple[str, str], ...]:
+    if view.kind == "aws_ecr":
+        rows = [
+            ("Access key ID", view.aws_access_key_id_masked or ""),
+            ("Secret access key", secret_masked),
+            ("Region", view.aws_region or "from the registry host"),
+        ]
+        if view.aws_role_arn:
+            rows.append(("Role", view.aws_role_arn))
+        return tuple(rows)
+    if view.kind == "google":
+        return (("Service account", view.google_client_email or ""), ("JSON key", secret_masked))
+    return (("Username", view.username_masked or ""), ("Password", secret_masked))
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -32,9 +32,11 @@ from guara.core.services import ServiceView
 from guara.core.validation import DEFAULT_PORT
 from guara.http.deps import ContextDep
 from guara.http.errors import status_for
+from guara.registry import suggested_kind
 from guara.web.auth import FormUser, WebUser
 from guara.web.forms import (
     NO_SECRET,
+    CloudFormDep,
     CredentialsFormValues,
     DeployFormValues,
     FormSecret,
@@ -137,7 +139,8 @@ def _wizard(
             result
             or creds.username
             or creds.password_was_sent
-            or (errors and any(f in errors.fields for f in ("registry", "username", "password")))
+            or creds.aws_access_key_id
+            or (errors and any(f != "name" and f != "image" and f != "port" for f in errors.fields))
         ),
     )
 
@@ -153,6 +156,7 @@ async def wizard_submit(
     request: Request,
     ctx: ContextDep,
     user: FormUser,
+    cloud: CloudFormDep,
     project_id: uuid.UUID,
     name: FormText = "",
     build_method: FormText = "docker_image",
@@ -173,7 +177,11 @@ async def wizard_submit(
         health_path=health_path.strip(),
         build_method=build_method,
         credentials=CredentialsFormValues.posted(
-            registry=registry, username=username, password=password, skip_verification=skip_verification
+            registry=registry,
+            username=username,
+            password=password,
+            skip_verification=skip_verification,
+            cloud=cloud,
         ),
     )
     page: dict[str, Any] = {"project": project, "values": values}
@@ -187,19 +195,16 @@ async def wizard_submit(
         if not values.credentials.registry:
             values.credentials.registry = reference.registry
         if action == "check":
+            if not cloud.is_cloud:  # the host suggests the kind (ECR, Google), also without JavaScript
+                values.credentials.kind = suggested_kind(reference.registry) or "password"
             probe = await connection_tests.probe_image_access(ctx, user, image=values.image)
             return _wizard(request, access=probe, **page)
         if action == "test":
-            tested = await _test_connection(
-                ctx,
-                user,
-                ConnectionTest(
-                    image=values.image,
-                    registry=values.credentials.registry,
-                    username=optional_text(username),
-                    password=optional_secret(password),
-                ),
-            )
+            typed = cloud.fields() if cloud.is_cloud else {}
+            if not typed:
+                typed = {"username": optional_text(username), "password": optional_secret(password)}
+            test = ConnectionTest(image=values.image, registry=values.credentials.registry, **typed)
+            tested = await _test_connection(ctx, user, test)
             return _wizard(request, **tested, **page)
         service = await services.create_service(
             ctx,
@@ -209,7 +214,9 @@ async def wizard_submit(
             image=values.image,
             port=port_number(values.port),
             health_path=values.health_path or None,
-            registry_credentials=new_credentials(
+            registry_credentials=cloud.change(values.credentials.registry)
+            if cloud.is_cloud
+            else new_credentials(
                 registry=values.credentials.registry,
                 default_registry=reference.registry,
                 username=username,
@@ -322,7 +329,8 @@ def _settings(
     shown = context["credentials"]
     service: ServiceView = context["service"]
     if values is None:
-        values = CredentialsFormValues(registry=shown.registry if shown else context["image_registry"])
+        registry = shown.registry if shown else context["image_registry"]
+        values = CredentialsFormValues.suggested(registry, kind=shown.kind if shown else None)
     extra.setdefault(
         "deploy_values",
         DeployFormValues(service.image, service.platform, str(service.port), service.health_path or ""),
@@ -400,6 +408,7 @@ async def save_credentials_form(
     request: Request,
     ctx: ContextDep,
     user: FormUser,
+    cloud: CloudFormDep,
     service_id: uuid.UUID,
     registry: FormText = "",
     username: FormText = "",
@@ -415,6 +424,7 @@ async def save_credentials_form(
         password=password,
         skip_verification=skip_verification,
         default_registry=context["image_registry"],
+        cloud=cloud,
     )
     page: dict[str, Any] = {"edit": True, "values": values}
     try:
@@ -425,17 +435,23 @@ async def save_credentials_form(
                 ConnectionTest(
                     image=service.image,
                     registry=values.registry,
-                    username=optional_text(username),
-                    password=optional_secret(password),
+                    username=optional_text(username) if not cloud.is_cloud else None,
+                    password=optional_secret(password) if not cloud.is_cloud else None,
                     service_id=service.id,
+                    **cloud.fields(),
                 ),
             )
             return _settings(request, context, **tested, **page)
+        change = (
+            cloud.change(values.registry)
+            if cloud.is_cloud
+            else CredentialsChange(values.registry, optional_text(username), optional_secret(password))
+        )
         view = await credentials.save_credentials(
             ctx,
             user,
             service_id=service.id,
-            change=CredentialsChange(values.registry, optional_text(username), optional_secret(password)),
+            change=change,
             skip_verification=values.skip_verification,
         )
     except NotFound:

@@ -10,11 +10,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from guara.core.validation import MAX_REGISTRY_SECRET
+from guara.registry.cloud import MAX_JSON_KEY_CHARS
 from guara.registry.known import known_registries_json, notes_for
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 # The password field's maxlength is the server's own limit, not a copy of it.
 templates.env.globals["MAX_REGISTRY_SECRET"] = MAX_REGISTRY_SECRET
+templates.env.globals["MAX_JSON_KEY_CHARS"] = MAX_JSON_KEY_CHARS
 # Per-registry help for the Username and Password fields: rendered for the registry in the form, and
 # switched by guara.js as the Registry URL changes.
 templates.env.globals["registry_notes"] = notes_for

@@ -47,6 +47,12 @@ async def test_connection(body: RegistryTest, user: CurrentUser, ctx: ContextDep
         username=body.username,
         password=body.password,
         service_id=body.service_id,
+        kind=body.kind,
+        aws_access_key_id=body.aws_access_key_id,
+        aws_secret_access_key=body.aws_secret_access_key,
+        aws_region=body.aws_region,
+        aws_role_arn=body.aws_role_arn,
+        google_json_key=body.google_json_key,
     )
     result = await connection_tests.run_connection_test(ctx, user, request)
     return PreflightPublic.model_validate(result.as_dict())

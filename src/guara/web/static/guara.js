@@ -68,7 +68,17 @@
   }
 
   const FIELD_INPUT = { registry: "cred-registry", username: "cred-username", password: "cred-password",
-    image: "image", name: "service-name" };
+    image: "image", name: "service-name", kind: "cred-kind-password", aws_access_key_id: "cred-aws-key-id",
+    aws_secret_access_key: "cred-aws-secret", aws_region: "cred-aws-region", aws_role_arn: "cred-aws-role",
+    google_json_key: "cred-google" };
+
+  /* The credential kind a registry host suggests: the same rule as guara.registry.cloud.suggested_kind. */
+  function suggestedKind(registry) {
+    const host = registry.trim().toLowerCase().replace(/^[a-z]+:\/\//, "").split("/")[0].split(":")[0];
+    if (/^\d{12}\.dkr\.ecr(-fips)?\.[a-z]{2}(-[a-z]+)+-\d+\.amazonaws\.com(\.cn)?$/.test(host)) return "aws_ecr";
+    if (host === "gcr.io" || host.endsWith(".gcr.io") || host.endsWith("-docker.pkg.dev")) return "google";
+    return null;
+  }
 
   function showFieldError(form, field, message) {
     const id = FIELD_INPUT[field];
@@ -137,6 +147,18 @@
       this.registry = form.querySelector('[data-field="registry"]');
       this.username = form.querySelector('[data-field="username"]');
       this.password = form.querySelector('[data-field="password"]');
+      this.kinds = Array.from(form.querySelectorAll("[data-kind-choice]"));
+      this.kindGroups = Array.from(form.querySelectorAll("[data-kind-fields]"));
+      this.cloud = {};
+      ["aws_access_key_id", "aws_secret_access_key", "aws_region", "aws_role_arn", "google_json_key"]
+        .forEach((name) => { this.cloud[name] = form.querySelector(`[data-field="${name}"]`); });
+      this.keyFile = form.querySelector('[data-field="google_json_key_file"]');
+      this.keyFileText = "";
+      const kindsBox = form.querySelector("[data-kinds]");
+      // Settings with stored credentials keep their kind; a new form follows the registry host.
+      this.kindTouched = !(kindsBox && kindsBox.hasAttribute("data-suggest"));
+      if (this.keyFile) this.keyFile.addEventListener("change", () => this.readKeyFile());
+      this.showKind();
       this.imageInput = form.querySelector("[data-image-input]");
       this.testButton = form.querySelector("[data-test]");
       this.save = form.querySelector("[data-save]");
@@ -163,7 +185,48 @@
         this.registry.value.trim(),
         this.username.value,
         this.password.value,
+        this.kind(),
+        ...Object.values(this.cloud).map((input) => (input ? input.value : "")),
+        this.keyFileText,
       ]);
+    }
+
+    kind() {
+      const chosen = this.kinds.find((input) => input.checked);
+      return chosen ? chosen.value : "password";
+    }
+
+    showKind() {
+      const kind = this.kind();
+      this.kindGroups.forEach((group) => { group.hidden = group.dataset.kindFields !== kind; });
+    }
+
+    suggestKind() {
+      if (this.kindTouched) return;
+      const kind = suggestedKind(this.registry.value) || "password";
+      this.kinds.forEach((input) => { input.checked = input.value === kind; });
+      this.showKind();
+    }
+
+    async readKeyFile() {
+      const file = this.keyFile.files && this.keyFile.files[0];
+      this.keyFileText = file ? await file.text() : "";
+      this.update();
+    }
+
+    cloudFields() {
+      const kind = this.kind();
+      const value = (name) => (this.cloud[name] && this.cloud[name].value.trim()) || null;
+      if (kind === "aws_ecr") {
+        return { kind, aws_access_key_id: value("aws_access_key_id"),
+          aws_secret_access_key: (this.cloud.aws_secret_access_key && this.cloud.aws_secret_access_key.value) || null,
+          aws_region: value("aws_region"), aws_role_arn: value("aws_role_arn") };
+      }
+      if (kind === "google") {
+        const pasted = this.cloud.google_json_key ? this.cloud.google_json_key.value : "";
+        return { kind, google_json_key: this.keyFileText || pasted || null };
+      }
+      return null;
     }
 
     sectionActive() {
@@ -172,15 +235,22 @@
 
     credentialsInUse() {
       if (!this.wizard) return true; // Settings: the editor is the credentials
+      const cloud = this.cloudFields();
+      if (cloud) return this.sectionActive() && Object.entries(cloud).some(([k, v]) => k !== "kind" && v);
       return this.sectionActive() && (this.username.value !== "" || this.password.value !== "");
     }
 
     onInput(event) {
       const target = event.target;
-      if (target instanceof HTMLInputElement) clearFieldError(this.form, target);
+      if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement) clearFieldError(this.form, target);
       if (target === this.registry) {
         this.registryTouched = true;
         this.notes.show(this.registry.value);
+        this.suggestKind();
+      }
+      if (this.kinds.includes(target)) {
+        this.kindTouched = true;
+        this.showKind();
       }
       this.update();
     }
@@ -247,7 +317,8 @@
     async runTest() {
       if (this.testButton.disabled) return;
       const key = this.key();
-      const body = {
+      const cloud = this.cloudFields();
+      const body = cloud ? { registry: this.registry.value.trim() || null, ...cloud } : {
         registry: this.registry.value.trim() || null,
         username: this.username.value || null,
         password: this.password.value || null,
@@ -295,6 +366,7 @@
       if (!this.registryTouched && registry) {
         this.registry.value = registry;
         this.notes.show(registry);
+        this.suggestKind();
       }
     }
   }
