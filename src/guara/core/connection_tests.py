@@ -17,7 +17,7 @@ from guara.core import credentials, validation
 from guara.core.access import service_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
-from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
+from guara.core.preflights import RegistryLogin, count_preflight, registry_auth, run_preflight
 from guara.deploy import ImagePlatforms
 from guara.deploy import image_platforms as read_image_platforms
 from guara.registry import PreflightCode, PreflightResult
@@ -185,10 +185,4 @@ async def image_platforms(ctx: AppContext, principal: Principal, *, service_id: 
     retry_after = await ctx.limiters.probe.hit_async(str(principal.user_id))
     if retry_after is not None:
         return ImagePlatforms((), message=f"Too many image checks; try again in {retry_after} seconds.")
-    return await read_image_platforms(
-        image,
-        options=ctx.registry,
-        registry=login.registry if login else None,
-        username=login.username if login else None,
-        password=login.password if login else None,
-    )
+    return await read_image_platforms(image, options=ctx.registry, **registry_auth(login))

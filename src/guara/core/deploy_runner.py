@@ -39,7 +39,7 @@ from guara import metrics
 from guara.core import audit, credentials
 from guara.core.accounts import SYSTEM, Principal
 from guara.core.errors import CredentialsUnreadable
-from guara.core.preflights import RegistryLogin
+from guara.core.preflights import RegistryLogin, registry_auth
 from guara.core.runtimes import (
     FAILED,
     INTERNAL_ERROR,
@@ -272,10 +272,7 @@ class DeploymentRunner:
             start.image,
             platform=parse_platform(start.platform),
             options=ctx.registry,
-            registry=login.registry if login else None,
-            username=login.username if login and not login.cloud_key else None,
-            password=login.password if login and not login.cloud_key else None,
-            cloud_key=login.cloud_key if login else None,
+            **registry_auth(login),
         )
         if not isinstance(resolution, ResolvedImage):
             message = resolution.message.rstrip(".") + "."

@@ -7,7 +7,7 @@ share one limit (5 a minute per user) and one set of registry options.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from pydantic import SecretStr
 
@@ -37,6 +37,29 @@ class RegistryLogin:
         return cls(registry, "", SecretStr(""), key)
 
 
+class RegistryAuth(TypedDict):
+    """How one registry operation signs in, as the registry library's keyword arguments."""
+
+    registry: str | None
+    username: str | None
+    password: SecretStr | None
+    cloud_key: CloudKey | None
+
+
+def registry_auth(login: RegistryLogin | None, *, registry: str | None = None) -> RegistryAuth:
+    """``login`` for a preflight, a resolution or a read of the image: a cloud key is exchanged by the
+    library, a username and password are sent as they are; anonymous (at ``registry``) without one."""
+    if login is None:
+        return {"registry": registry, "username": None, "password": None, "cloud_key": None}
+    basic = login.cloud_key is None
+    return {
+        "registry": login.registry,
+        "username": login.username if basic else None,
+        "password": login.password if basic else None,
+        "cloud_key": login.cloud_key,
+    }
+
+
 async def count_preflight(ctx: AppContext, principal: Principal) -> None:
     """Count one preflight against the caller's limit; RateLimited (with Retry-After) past it."""
     limiter = ctx.limiters.preflight
@@ -55,14 +78,6 @@ async def run_preflight(
     """The preflight for ``image`` with ``login`` (anonymous when None) on the application's options.
 
     ``registry`` is the Registry URL typed for an anonymous test; a login carries its own."""
-    basic = login is not None and login.cloud_key is None
-    result = await preflight(
-        image,
-        registry=login.registry if login is not None else registry,
-        username=login.username if login is not None and basic else None,
-        password=login.password if login is not None and basic else None,
-        options=ctx.registry,
-        cloud_key=login.cloud_key if login is not None else None,
-    )
+    result = await preflight(image, options=ctx.registry, **registry_auth(login, registry=registry))
     metrics.count_preflight(None if result.code is None else result.code.value, result.elapsed_ms / 1000)
     return result

@@ -200,12 +200,19 @@ async def image_platforms(
     registry: str | None = None,
     username: str | None = None,
     password: SecretStr | None = None,
+    cloud_key: CloudKey | None = None,
 ) -> ImagePlatforms:
     """Read which platforms ``image`` offers, through the network guard under one deadline, like
     ``resolve_image``; never raises for a registry failure."""
     try:
         operation = await run_operation(
-            image, _platforms_in, registry=registry, username=username, password=password, options=options
+            image,
+            _platforms_in,
+            registry=registry,
+            username=username,
+            password=password,
+            cloud_key=cloud_key,
+            options=options,
         )
     except ImageUnusable as exc:
         return ImagePlatforms((), PreflightCode.MANIFEST_NOT_FOUND, str(exc))
