@@ -64,6 +64,7 @@ class ErrorPublic(BaseModel):
 _ERRORS = {
     400: "The body could not be read as JSON text (e.g. not UTF-8)",
     401: "Not authenticated: no valid API token (or session cookie and CSRF token)",
+    403: "Forbidden (code forbidden): your role in the project does not allow this action",
     404: "Not found, or not yours: other users' objects answer exactly like missing ones",
     409: "Conflict with the current state (a racing save, a name taken, a deploy in progress)",
     413: "The request body is over 256 KiB",
@@ -81,6 +82,26 @@ class Output(BaseModel):
     """Built from the use cases' plain data objects by attribute."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+RoleName = Literal["owner", "developer", "viewer"]
+
+
+class MemberCreate(Input):
+    """Add an existing account to the project by its email."""
+
+    email: str = Field(min_length=3, max_length=254)
+    role: RoleName
+
+
+class MemberUpdate(Input):
+    role: RoleName
+
+
+class MemberPublic(Output):
+    user_id: uuid.UUID
+    email: str
+    role: RoleName
 
 
 class ProjectPublic(Output):

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from guara.core.access import project_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
+from guara.core.roles import Action
 from guara.store.models import AuditLog, Service
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ class AuditAction(enum.StrEnum):
     SERVICE_UPDATE = "service.update"
     SERVICE_DEPLOY = "service.deploy"
     SERVICE_STOP = "service.stop"
+    MEMBER_ADD = "member.add"
+    MEMBER_ROLE = "member.role"
+    MEMBER_REMOVE = "member.remove"
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,59 @@ class Deployed:
         return f"Deploy failed ({self.code}), pulling {how}"
 
 
+@dataclass(frozen=True)
+class MemberAdded:
+    email: str
+    role: str
+
+    action = AuditAction.MEMBER_ADD
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"email": self.email, "role": self.role}
+
+    @property
+    def summary(self) -> str:
+        return f"Added {self.email} as {self.role}"
+
+
+@dataclass(frozen=True)
+class MemberRoleChanged:
+    email: str
+    role: str
+    previous: str
+
+    action = AuditAction.MEMBER_ROLE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"email": self.email, "role": self.role, "previous_role": self.previous}
+
+    @property
+    def summary(self) -> str:
+        return f"Changed the role of {self.email} to {self.role} (was {self.previous})"
+
+
+@dataclass(frozen=True)
+class MemberRemoved:
+    email: str
+    role: str
+    # The member removed themselves.
+    left: bool
+
+    action = AuditAction.MEMBER_REMOVE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"email": self.email, "role": self.role, "left": self.left}
+
+    @property
+    def summary(self) -> str:
+        if self.left:
+            return f"{self.email} left the project (was {self.role})"
+        return f"Removed {self.email} (was {self.role})"
+
+
 AuditEvent = (
     ServiceCreated
     | CredentialsSaved
@@ -207,6 +264,9 @@ AuditEvent = (
     | SettingsChanged
     | Deployed
     | Stopped
+    | MemberAdded
+    | MemberRoleChanged
+    | MemberRemoved
 )
 
 
@@ -275,6 +335,14 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
             image=_text(details, "image"),
             platform=_text(details, "platform"),
         )
+    if action == AuditAction.MEMBER_ADD:
+        return MemberAdded(_text(details, "email"), _text(details, "role"))
+    if action == AuditAction.MEMBER_ROLE:
+        return MemberRoleChanged(
+            _text(details, "email"), _text(details, "role"), _text(details, "previous_role")
+        )
+    if action == AuditAction.MEMBER_REMOVE:
+        return MemberRemoved(_text(details, "email"), _text(details, "role"), bool(details.get("left")))
     return None
 
 
@@ -303,15 +371,37 @@ class AuditPage:
 
 def record(session: Session, *, principal: Principal, service: Service, event: AuditEvent) -> None:
     """Add one entry about ``service`` to the current transaction."""
+    record_in_project(
+        session,
+        principal=principal,
+        project_id=service.project_id,
+        target=Target("service", str(service.id), service.name),
+        event=event,
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an entry is about: a service, a member (a user), a project."""
+
+    type: str
+    id: str
+    name: str
+
+
+def record_in_project(
+    session: Session, *, principal: Principal, project_id: uuid.UUID, target: Target, event: AuditEvent
+) -> None:
+    """Add one entry of project ``project_id`` about ``target`` to the current transaction."""
     session.add(
         AuditLog(
-            project_id=service.project_id,
+            project_id=project_id,
             actor_id=principal.user_id,
             actor_email=principal.email,
             action=event.action.value,
-            target_type="service",
-            target_id=str(service.id),
-            target_name=service.name,
+            target_type=target.type,
+            target_id=target.id,
+            target_name=target.name[:100],
             details=event.details(),
         )
     )
@@ -348,7 +438,8 @@ async def list_entries(
     """A page of the project's entries, newest first; ``next_cursor`` continues after it."""
 
     def work(session: Session) -> AuditPage:
-        project_of(session, principal=principal, project_id=project_id)  # a stranger learns nothing more
+        # A stranger learns nothing more.
+        project_of(session, principal=principal, project_id=project_id, action=Action.AUDIT_READ)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
         if cursor and not CURSOR.fullmatch(cursor):

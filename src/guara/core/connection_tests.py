@@ -18,6 +18,7 @@ from guara.core.access import service_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
 from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
+from guara.core.roles import Action
 from guara.registry import PreflightCode, PreflightResult
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ async def _service_side(
     wants_stored = request.username is None or request.password is None
 
     def work(session: Session) -> tuple[str, RegistryLogin | None]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.CREDENTIALS_USE
+        )
         stored = credentials.open_stored(ctx, session, service_id=service.id) if wants_stored else None
         return request.image or service.image, stored
 

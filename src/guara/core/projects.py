@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from guara.core import validation
 from guara.core.access import project_of
 from guara.core.accounts import Principal
+from guara.core.roles import Action
 from guara.store import flush
 from guara.store.models import Membership, Project
 
@@ -56,7 +57,7 @@ async def list_projects(ctx: AppContext, principal: Principal) -> list[ProjectVi
         rows = session.execute(
             select(Project, Membership.role)
             .join(Membership, Membership.project_id == Project.id)
-            .where(Membership.user_id == principal.user_id)
+            .where(Membership.user_id == principal.user_id, Project.deleted_at.is_(None))
             .order_by(Project.created_at, Project.id)
         )
         return [_view(project, role) for project, role in rows]
@@ -66,6 +67,8 @@ async def list_projects(ctx: AppContext, principal: Principal) -> list[ProjectVi
 
 async def get_project(ctx: AppContext, principal: Principal, *, project_id: uuid.UUID) -> ProjectView:
     def work(session: Session) -> ProjectView:
-        return _view(*project_of(session, principal=principal, project_id=project_id))
+        return _view(
+            *project_of(session, principal=principal, project_id=project_id, action=Action.PROJECT_READ)
+        )
 
     return await ctx.db.run(work)

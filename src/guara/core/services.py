@@ -17,6 +17,7 @@ from guara.core.access import mark_changed, project_of, service_of
 from guara.core.accounts import Principal
 from guara.core.credentials import CredentialsChange, CredentialsView, PreparedSave
 from guara.core.errors import Conflict, InvalidInput
+from guara.core.roles import Action
 from guara.core.runtimes import RUNNING
 from guara.deploy import DEFAULT_PLATFORM
 from guara.registry import same_registry
@@ -116,7 +117,11 @@ async def create_service(
     """Create a service, with credentials verified by a preflight (or overridden) when given; the
     service, its credentials and the ``service.create`` entry land in one transaction."""
     # A stranger's project is NotFound before anything about the input is said.
-    await ctx.db.run(lambda session: project_of(session, principal=principal, project_id=project_id))
+    await ctx.db.run(
+        lambda session: project_of(
+            session, principal=principal, project_id=project_id, action=Action.SERVICE_CREATE
+        )
+    )
     reference = validation.image_reference(image)
     validation.service_name(name)
     chosen_platform = validation.platform(platform)
@@ -133,7 +138,9 @@ async def create_service(
         )
 
     def create(session: Session) -> ServiceView:
-        project, _role = project_of(session, principal=principal, project_id=project_id)
+        project, _role = project_of(
+            session, principal=principal, project_id=project_id, action=Action.SERVICE_CREATE
+        )
         if session.scalar(select(Service.id).where(Service.project_id == project.id, Service.name == name)):
             raise Conflict(f"a service named {name} already exists in this project", code="name_taken")
         service = Service(
@@ -164,7 +171,10 @@ async def create_service(
 
 async def get_service(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> ServiceView:
     def work(session: Session) -> ServiceView:
-        return _view(session, service_of(session, principal=principal, service_id=service_id))
+        return _view(
+            session,
+            service_of(session, principal=principal, service_id=service_id, action=Action.SERVICE_READ),
+        )
 
     return await ctx.db.run(work)
 
@@ -173,8 +183,12 @@ async def list_services(ctx: AppContext, principal: Principal, *, project_id: uu
     """The project's services by name, with their masked credentials (two queries, not one a row)."""
 
     def work(session: Session) -> list[ServiceView]:
-        project_of(session, principal=principal, project_id=project_id)
-        rows = session.scalars(select(Service).where(Service.project_id == project_id).order_by(Service.name))
+        project_of(session, principal=principal, project_id=project_id, action=Action.SERVICE_READ)
+        rows = session.scalars(
+            select(Service)
+            .where(Service.project_id == project_id, Service.deleted_at.is_(None))
+            .order_by(Service.name)
+        )
         stored = credentials.views_in_project(session, project_id=project_id)
         urls = _running_urls(session, project_id=project_id)
         return [view_of(service, stored.get(service.id), urls.get(service.id)) for service in rows]
@@ -191,7 +205,9 @@ async def update_service(
     move registries by changing or removing the credentials first."""
 
     def work(session: Session) -> ServiceView:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.SERVICE_UPDATE
+        )
         wanted: dict[str, object] = {}
         if not isinstance(change.image, Keep):
             reference = validation.image_reference(change.image)

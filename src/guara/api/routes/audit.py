@@ -12,7 +12,7 @@ from guara.api.schemas import AuditPagePublic, error_responses
 from guara.core import audit
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["audit"], responses=error_responses(401, 404, 422))
+router = APIRouter(tags=["audit"], responses=error_responses(401, 403, 404, 422))
 
 
 @router.get("/projects/{project_id}/audit-logs")

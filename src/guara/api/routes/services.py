@@ -11,7 +11,7 @@ from guara.api.schemas import ServiceCreate, ServicePublic, ServiceUpdate, error
 from guara.core import services
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["services"], responses=error_responses(401, 404, 422))
+router = APIRouter(tags=["services"], responses=error_responses(401, 403, 404, 422))
 
 
 @router.post(

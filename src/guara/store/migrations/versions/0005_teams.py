@@ -1,0 +1,46 @@
+"""teams: member roles (owner, developer, viewer); API token expiry, last use and revocation; deleted
+projects and services keep their rows (for audit and deployment history)
+
+Revision ID: 0005
+Revises: 0003
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Before roles there were owners (each project's creator) and plain members, who could do what a
+    # developer does now. A project left without an owner makes its members owners.
+    op.execute("UPDATE memberships SET role = 'developer' WHERE role NOT IN ('owner', 'developer', 'viewer')")
+    op.execute(
+        "UPDATE memberships SET role = 'owner' WHERE project_id NOT IN "
+        "(SELECT project_id FROM memberships WHERE role = 'owner')"
+    )
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("services", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("services", schema=None) as batch_op:
+        batch_op.drop_column("deleted_at")
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.drop_column("deleted_at")
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.drop_column("revoked_at")
+        batch_op.drop_column("last_used_at")
+        batch_op.drop_column("expires_at")
+    op.execute("UPDATE memberships SET role = 'member' WHERE role IN ('developer', 'viewer')")
