@@ -87,7 +87,14 @@ CALLS = [
     Call("DELETE", "/projects/{project_id}/members/{own_id}", Action.PROJECT_LEAVE),
 ]
 # Routes outside any project: every signed-in account may use them.
-UNSCOPED = {("GET", "/projects"), ("POST", "/projects"), ("POST", "/registry/test")}
+UNSCOPED = {
+    ("GET", "/projects"),
+    ("POST", "/projects"),
+    ("POST", "/registry/test"),
+    ("POST", "/tokens"),
+    ("GET", "/tokens"),
+    ("DELETE", "/tokens/{token_id}"),
+}
 # A route the walk does not reach as an action of its own.
 UNLISTED: set[tuple[str, str]] = set()
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from guara.core.accounts import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from guara.core.credentials import CredentialsChange
 from guara.core.services import KEEP, ServiceChange
 from guara.core.validation import (
@@ -63,7 +64,8 @@ class ErrorPublic(BaseModel):
 
 _ERRORS = {
     400: "The body could not be read as JSON text (e.g. not UTF-8)",
-    401: "Not authenticated: no valid API token (or session cookie and CSRF token)",
+    401: "Not authenticated: no valid API token (or session cookie and CSRF token); an expired or "
+    "revoked token answers code token_expired or token_revoked",
     403: "Forbidden (code forbidden): your role in the project does not allow this action",
     404: "Not found, or not yours: other users' objects answer exactly like missing ones",
     409: "Conflict with the current state (a racing save, a name taken, a deploy in progress)",
@@ -102,6 +104,38 @@ class MemberPublic(Output):
     user_id: uuid.UUID
     email: str
     role: RoleName
+
+
+class TokenCreate(Input):
+    name: str = Field(
+        json_schema_extra=documented(pattern=PROJECT_NAME_PATTERN, min_length=1, max_length=MAX_PROJECT_NAME)
+    )
+    expires_in_days: int | None = Field(
+        default=DEFAULT_TOKEN_DAYS,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description=f"days until the token stops working; left out: {DEFAULT_TOKEN_DAYS}; null: never "
+        "(a token that never expires works until revoked, however it leaks)",
+    )
+
+
+class TokenCreated(Output):
+    """The new token: the only time ``token`` is shown."""
+
+    id: uuid.UUID
+    name: str
+    token: str
+    expires_at: datetime | None = Field(description="null: never expires")
+
+
+class TokenPublic(Output):
+    """A token as listed: never the token itself."""
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None = Field(description="null: never expires")
 
 
 class ProjectPublic(Output):

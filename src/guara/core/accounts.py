@@ -17,7 +17,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from guara.core import validation
-from guara.core.errors import Conflict, NotAuthenticated, RateLimited
+from guara.core.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
 from guara.store import UniqueViolation, flush
 from guara.store.models import ApiToken, SetupClaim, User, WebSession
 
@@ -134,36 +134,80 @@ async def signed_in(ctx: AppContext, *, cookie_value: str) -> SignedIn:
     return await ctx.db.run(work)
 
 
-async def create_api_token(ctx: AppContext, *, email: str, name: str = "cli") -> str:
-    """A new API token for the user with this email (shown once; only its hash is stored)."""
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 3650
+# How stale a token's "last used" may get before a request writes it again (a write per request would
+# cost every API call a database write).
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+async def create_api_token(
+    ctx: AppContext, *, email: str, name: str = "cli", expires_in_days: int | None = DEFAULT_TOKEN_DAYS
+) -> str:
+    """A new API token for the user with this email (shown once; only its hash is stored).
+    ``expires_in_days`` None: it never expires."""
+    expires_at = token_expiry(expires_in_days)
 
     def work(session: Session) -> str:
         address = email.strip().lower()
         user = session.scalar(select(User).where(User.email == address))
         if user is None:
             raise NotAuthenticated(f"no user with email {address}")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        session.add(ApiToken(user_id=user.id, token_hash=_digest(token), name=name[:100]))
-        return token
+        return issue_token(session, user_id=user.id, name=name, expires_at=expires_at)[1]
 
     return await ctx.db.run(work)
 
 
 async def principal_for_token(ctx: AppContext, token: str) -> Principal:
+    """The user of an API token, read from the database on every call, so a revocation holds at once
+    on every process sharing it. Expired and revoked tokens say so (``token_expired``,
+    ``token_revoked``)."""
+
     def work(session: Session) -> Principal:
         row = session.execute(
-            select(User.id, User.email)
+            select(User.id, User.email, ApiToken)
             .join(ApiToken, ApiToken.user_id == User.id)
             .where(ApiToken.token_hash == _digest(token))
         ).first()
         if row is None:
             raise NotAuthenticated("invalid API token")
+        stored: ApiToken = row[2]
+        now = datetime.now(UTC)
+        if stored.revoked_at is not None:
+            raise NotAuthenticated("this API token was revoked", code="token_revoked")
+        if stored.expires_at is not None and stored.expires_at <= now:
+            raise NotAuthenticated("this API token has expired; create a new one", code="token_expired")
+        if stored.last_used_at is None or now - stored.last_used_at >= LAST_USED_PRECISION:
+            stored.last_used_at = now
         return Principal(row.id, row.email)
 
     return await ctx.db.run(work)
 
 
+def token_expiry(days: int | None) -> datetime | None:
+    """When a token made now for ``days`` days expires; None (never) for None."""
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise InvalidInput(
+            f"expires_in_days must be between 1 and {MAX_TOKEN_DAYS} (or null: never)",
+            field="expires_in_days",
+        )
+    return datetime.now(UTC) + timedelta(days=days)
+
+
 # --- steps, in the caller's transaction -------------------------------------------------------------
+
+
+def issue_token(
+    session: Session, *, user_id: uuid.UUID, name: str, expires_at: datetime | None
+) -> tuple[ApiToken, str]:
+    """A new token of ``user_id``: its row and the token itself (only its hash is stored)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user_id, token_hash=_digest(token), name=name[:100], expires_at=expires_at)
+    session.add(row)
+    flush(session)
+    return row, token
 
 
 def _needs_setup(session: Session) -> bool:

@@ -32,6 +32,16 @@ def project_name(value: str) -> str:
     return value.strip(" ")
 
 
+def token_name(value: str) -> str:
+    """An API token's name: the rule of project names (``PROJECT_NAME_PATTERN``)."""
+    if len(value) > MAX_PROJECT_NAME or not PROJECT_NAME.fullmatch(value):
+        raise InvalidInput(
+            "token name must be 1 to 100 characters without control characters, not only spaces",
+            field="name",
+        )
+    return value.strip(" ")
+
+
 def service_name(value: str) -> str:
     if not SERVICE_NAME.fullmatch(value):  # fullmatch: "$" would also accept a trailing newline
         raise InvalidInput(
