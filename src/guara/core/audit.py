@@ -42,6 +42,8 @@ class AuditAction(enum.StrEnum):
     MEMBER_ADD = "member.add"
     MEMBER_ROLE = "member.role"
     MEMBER_REMOVE = "member.remove"
+    SERVICE_DELETE = "service.delete"
+    PROJECT_DELETE = "project.delete"
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,47 @@ class MemberRemoved:
         return f"Removed {self.email} (was {self.role})"
 
 
+@dataclass(frozen=True)
+class ServiceDeleted:
+    """The service was deleted: what ran stopped, its stored credentials destroyed."""
+
+    image: str
+    # The registry of the credentials deleted with it (None: it had none).
+    registry: str | None
+    deployments: int
+
+    action = AuditAction.SERVICE_DELETE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {"image": self.image, "deployments": self.deployments}
+        if self.registry is not None:
+            details |= {"credentials": "deleted", "registry": self.registry}
+        return details
+
+    @property
+    def summary(self) -> str:
+        how = f"; its registry credentials for {self.registry} were destroyed" if self.registry else ""
+        return f"Deleted the service ({self.image}){how}"
+
+
+@dataclass(frozen=True)
+class ProjectDeleted:
+    services: tuple[str, ...]
+
+    action = AuditAction.PROJECT_DELETE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"services": list(self.services)}
+
+    @property
+    def summary(self) -> str:
+        if not self.services:
+            return "Deleted the project"
+        return f"Deleted the project with its services {', '.join(self.services)}"
+
+
 AuditEvent = (
     ServiceCreated
     | CredentialsSaved
@@ -267,6 +310,8 @@ AuditEvent = (
     | MemberAdded
     | MemberRoleChanged
     | MemberRemoved
+    | ServiceDeleted
+    | ProjectDeleted
 )
 
 
@@ -335,6 +380,16 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
             image=_text(details, "image"),
             platform=_text(details, "platform"),
         )
+    if action == AuditAction.SERVICE_DELETE:
+        deployments = details.get("deployments")
+        return ServiceDeleted(
+            image=_text(details, "image"),
+            registry=_text(details, "registry") if credentials == "deleted" else None,
+            deployments=deployments if isinstance(deployments, int) else 0,
+        )
+    if action == AuditAction.PROJECT_DELETE:
+        services = details.get("services")
+        return ProjectDeleted(tuple(str(s) for s in services) if isinstance(services, list) else ())
     if action == AuditAction.MEMBER_ADD:
         return MemberAdded(_text(details, "email"), _text(details, "role"))
     if action == AuditAction.MEMBER_ROLE:
@@ -434,8 +489,10 @@ async def list_entries(
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
 ) -> AuditPage:
-    """A page of the project's entries, newest first; ``next_cursor`` continues after it."""
+    """A page of the project's entries, newest first; ``next_cursor`` continues after it. ``action``
+    and ``actor`` (an email) keep only the entries that match."""
 
     def work(session: Session) -> AuditPage:
         # A stranger learns nothing more.
@@ -447,6 +504,8 @@ async def list_entries(
         query = select(AuditLog).where(AuditLog.project_id == project_id)
         if action:
             query = query.where(AuditLog.action == action)
+        if actor:
+            query = query.where(AuditLog.actor_email == actor.strip().lower())
         if cursor:
             query = query.where(AuditLog.id < int(cursor))
         rows = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))

@@ -26,7 +26,7 @@ from guara.core.preflights import count_preflight
 from guara.core.roles import Action
 from guara.core.runtimes import PENDING, RUNNING, STOPPED
 from guara.store import UniqueViolation, flush
-from guara.store.models import Deployment, RegistryCredential, utcnow
+from guara.store.models import Deployment, RegistryCredential, Service, utcnow
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -79,15 +79,27 @@ def view_of(row: Deployment) -> DeploymentView:
     )
 
 
+def _history_of(session: Session, principal: Principal, service_id: uuid.UUID) -> Service:
+    """A service whose deployments the caller may read: a live one, or (for owners) a deleted one."""
+    try:
+        return service_of(session, principal=principal, service_id=service_id, action=Action.DEPLOYMENTS_READ)
+    except NotFound:
+        return service_of(
+            session,
+            principal=principal,
+            service_id=service_id,
+            action=Action.DELETED_HISTORY_READ,
+            deleted=True,
+        )
+
+
 async def list_deployments(
     ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, limit: int = DEFAULT_LIST_LIMIT
 ) -> list[DeploymentView]:
     """The service's deployments, newest first. NotFound for a service the caller cannot see."""
 
     def work(session: Session) -> list[DeploymentView]:
-        service = service_of(
-            session, principal=principal, service_id=service_id, action=Action.DEPLOYMENTS_READ
-        )
+        service = _history_of(session, principal, service_id)
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
         rows = session.scalars(
@@ -107,9 +119,7 @@ async def get_deployment(
     """One deployment of a service the caller can see; NotFound otherwise (also for another service's)."""
 
     def work(session: Session) -> DeploymentView:
-        service = service_of(
-            session, principal=principal, service_id=service_id, action=Action.DEPLOYMENTS_READ
-        )
+        service = _history_of(session, principal, service_id)
         row = session.scalar(
             select(Deployment).where(Deployment.id == deployment_id, Deployment.service_id == service.id)
         )

@@ -51,6 +51,7 @@ from .render import (
     namespace_for,
     pull_secret_ref,
     render_workload,
+    workload_refs,
 )
 from .resolve import MAX_CONFIG_BYTES, Resolution, ResolvedImage, ResolveFailure, resolve_image
 from .validate import validate_objects
@@ -100,4 +101,5 @@ __all__ = [
     "resolve_image",
     "select_platform",
     "validate_objects",
+    "workload_refs",
 ]

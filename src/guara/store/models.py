@@ -154,10 +154,14 @@ class RegistryCredential(Base):
 
 
 class AuditLog(Base):
+    """Append-only: nothing in guara updates or deletes an entry (a deleted project or service keeps
+    its row, so its entries stay)."""
+
     __tablename__ = "audit_logs"
     __table_args__ = (
         Index("ix_audit_logs_project_id_id", "project_id", "id"),
         Index("ix_audit_logs_project_action_id", "project_id", "action", "id"),
+        Index("ix_audit_logs_project_actor_id", "project_id", "actor_email", "id"),
     )
     id: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

@@ -32,9 +32,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("services", schema=None) as batch_op:
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_audit_logs_project_actor_id", "audit_logs", ["project_id", "actor_email", "id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_logs_project_actor_id", table_name="audit_logs")
     with op.batch_alter_table("services", schema=None) as batch_op:
         batch_op.drop_column("deleted_at")
     with op.batch_alter_table("projects", schema=None) as batch_op:
