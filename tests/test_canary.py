@@ -1,8 +1,9 @@
 """A canary password goes through the whole product; then every byte guara wrote is searched for it.
 
-The server runs as a real process at debug log level. Afterwards the test greps the raw bytes of every
-file in the data dir (database, WAL, key file, logs), the server's output, every response body and the
-audit entries (and, on PostgreSQL, a pg_dump) for the canary, its base64, its hex and the base64 of
+The server runs as a real process at debug log level; the walk ends with an API token and by deleting
+the service. Afterwards the test greps the raw bytes of every file in the data dir (database, WAL, key
+file, logs), the server's output, every response body and the audit entries (and, on PostgreSQL, a
+pg_dump) for the canary, its base64, its hex and the base64 of
 ``user:canary`` (what a Basic header carries).
 
 The user name is a canary too, of a weaker kind: it is stored in clear (and shown masked), so it is
@@ -149,6 +150,14 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
             200,
             json={"image": image, "registry": lab.token.host, "service_id": service},
         )
+        # An API token is a secret too: shown in its one response, never logged or stored.
+        issued = call("POST", "/tokens", 201, json={"name": "canary"}).json()["token"]
+        bodies.pop()
+        # Deleting the service destroys the sealed canary and leaks nothing on the way; the audit stays.
+        call("DELETE", f"/services/{service}", 204)
+        entries = call("GET", f"/projects/{project}/audit-logs", 200).json()["entries"]
+        assert entries[0]["action"] == "service.delete"
+        assert "service.create" in {entry["action"] for entry in entries}
 
     haystacks: dict[str, bytes] = {f"response {i}": body for i, body in enumerate(bodies)}
     haystacks.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
@@ -165,6 +174,7 @@ def test_canary_never_leaves_memory(settings_env: dict[str, str], lab: Lab, tmp_
         (name, form) for name, data in haystacks.items() for form in _forms(user, canary) if form in data
     ]
     assert leaks == []
+    assert [name for name, data in haystacks.items() if issued.encode() in data] == []
     # The user name is in the database (file, WAL, pg_dump) by design; logs and responses must not show it.
     shown = {name: data for name, data in haystacks.items() if name.startswith(("response ", "cli output "))}
     shown["server log"] = log_path.read_bytes()
