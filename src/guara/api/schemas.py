@@ -10,10 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from guara.core.accounts import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from guara.core.credentials import CredentialsChange
+from guara.core.invitations import DEFAULT_INVITATION_HOURS, MAX_INVITATION_HOURS
 from guara.core.services import KEEP, ServiceChange
 from guara.core.validation import (
     DEFAULT_PORT,
+    EMAIL_PATTERN,
     HEALTH_PATH_PATTERN,
+    MAX_PASSWORD,
     MAX_PROJECT_NAME,
     MAX_REGISTRY_SECRET,
     PROJECT_NAME_PATTERN,
@@ -92,7 +95,7 @@ RoleName = Literal["owner", "developer", "viewer"]
 class MemberCreate(Input):
     """Add an existing account to the project by its email."""
 
-    email: str = Field(min_length=3, max_length=254)
+    email: str = Field(json_schema_extra=documented(pattern=EMAIL_PATTERN, max_length=254))
     role: RoleName
 
 
@@ -136,6 +139,40 @@ class TokenPublic(Output):
     created_at: datetime
     last_used_at: datetime | None
     expires_at: datetime | None = Field(description="null: never expires")
+
+
+class AccountPublic(Output):
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+
+
+class AccountCreate(Input):
+    email: str = Field(json_schema_extra=documented(pattern=EMAIL_PATTERN, max_length=254))
+    password: SecretStr = Field(min_length=8, max_length=MAX_PASSWORD)
+
+
+class PasswordChange(Input):
+    current_password: SecretStr = Field(max_length=MAX_PASSWORD)
+    new_password: SecretStr = Field(min_length=8, max_length=MAX_PASSWORD)
+
+
+class InvitationCreate(Input):
+    email: str | None = Field(
+        default=None,
+        description="only this email may accept it",
+        json_schema_extra=documented(pattern=EMAIL_PATTERN, max_length=254),
+    )
+    expires_in_hours: int = Field(default=DEFAULT_INVITATION_HOURS, ge=1, le=MAX_INVITATION_HOURS)
+
+
+class InvitationCreated(Output):
+    """The invitation link: shown this once."""
+
+    id: uuid.UUID
+    email: str | None
+    expires_at: datetime
+    url: str
 
 
 class ProjectPublic(Output):

@@ -17,7 +17,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from guara.core import validation
-from guara.core.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
+from guara.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, RateLimited
 from guara.store import UniqueViolation, flush
 from guara.store.models import ApiToken, SetupClaim, User, WebSession
 
@@ -134,6 +134,81 @@ async def signed_in(ctx: AppContext, *, cookie_value: str) -> SignedIn:
     return await ctx.db.run(work)
 
 
+@dataclass(frozen=True)
+class AccountView:
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+
+
+async def get_account(ctx: AppContext, principal: Principal) -> AccountView:
+    def work(session: Session) -> AccountView:
+        user = session.get(User, principal.user_id)
+        if user is None:
+            raise NotAuthenticated("please sign in")
+        return AccountView(user.id, user.email, user.is_admin)
+
+    return await ctx.db.run(work)
+
+
+async def create_account(ctx: AppContext, principal: Principal, *, email: str, password: str) -> AccountView:
+    """A further account, made by the admin (who tells its owner the password, or sends an invitation
+    link instead)."""
+
+    def work(session: Session) -> AccountView:
+        require_admin(session, principal)
+        created = _create_user(session, email=email, password=password)
+        return AccountView(created.user_id, created.email, False)
+
+    return await ctx.db.run(work)
+
+
+async def change_password(
+    ctx: AppContext, principal: Principal, *, current: str, new: str, keep_cookie: str | None = None
+) -> int:
+    """Set a new password after checking the current one; every other dashboard session of the account
+    ends (``keep_cookie``: the session making the change stays). How many sessions ended."""
+    retry_after = await ctx.limiters.sign_in.hit_async(f"{principal.email}|password-change")
+    if retry_after is not None:
+        raise RateLimited(f"Too many attempts; try again in {retry_after} seconds.", retry_after=retry_after)
+    checked = validation.password(new)
+
+    def work(session: Session) -> int:
+        try:
+            _authenticate(session, email=principal.email, password=current)
+        except NotAuthenticated:
+            raise InvalidInput(
+                "the current password is not right", code="wrong_password", field="current_password"
+            ) from None
+        user = session.get(User, principal.user_id)
+        if user is None:
+            raise NotAuthenticated("please sign in")
+        user.password_hash = _hasher.hash(checked)
+        others = delete(WebSession).where(WebSession.user_id == principal.user_id)
+        if keep_cookie:
+            others = others.where(WebSession.token_hash != _digest(keep_cookie))
+        return session.execute(others).rowcount or 0  # type: ignore[attr-defined]
+
+    return await ctx.db.run(work)
+
+
+async def sign_out_everywhere(ctx: AppContext, principal: Principal) -> int:
+    """End every dashboard session of the account, this one too (API tokens are revoked one by one
+    on the tokens page). How many ended."""
+
+    def work(session: Session) -> int:
+        ended = session.execute(delete(WebSession).where(WebSession.user_id == principal.user_id))
+        return ended.rowcount or 0  # type: ignore[attr-defined]
+
+    return await ctx.db.run(work)
+
+
+def require_admin(session: Session, principal: Principal) -> None:
+    user = session.get(User, principal.user_id)
+    if user is None or not user.is_admin:
+        raise Forbidden("only the admin (the installation's first account) may do this")
+
+
 DEFAULT_TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 3650
 # How stale a token's "last used" may get before a request writes it again (a write per request would
@@ -219,6 +294,8 @@ def _create_user(session: Session, *, email: str, password: str, first: bool = F
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise Conflict(f"a user with email {address} already exists")
     user = User(email=address, password_hash=_hasher.hash(validation.password(password)))
+    # The account that sets the installation up is its admin.
+    user.is_admin = first or _needs_setup(session)
     session.add(user)
     try:
         flush(session)
@@ -234,6 +311,16 @@ def _create_user(session: Session, *, email: str, password: str, first: bool = F
                 "this installation already has an account; sign in instead", code="setup_done"
             ) from None
     return Principal(user.id, user.email)
+
+
+def start_session(session: Session, *, principal: Principal, max_age_s: int) -> NewSession:
+    """A dashboard session for ``principal`` in the caller's transaction (invitations sign in so)."""
+    return _start_session(session, principal=principal, max_age_s=max_age_s)
+
+
+def create_user_in(session: Session, *, email: str, password: str) -> Principal:
+    """A new (not admin) account in the caller's transaction."""
+    return _create_user(session, email=email, password=password)
 
 
 def _authenticate(session: Session, *, email: str, password: str) -> Principal:

@@ -67,10 +67,8 @@ async def add_member(
         project_of(session, principal=principal, project_id=project_id, action=Action.MEMBERS_MANAGE)
         user = session.scalar(select(User).where(User.email == address))
         if user is None:
-            raise InvalidInput(
-                f"no account has the email {address}: an admin creates it first",
-                code="unknown_account",
-                field="email",
+            raise NotFound(
+                f"no account has the email {address}: the admin creates it first", code="unknown_account"
             )
         taken = Conflict(f"{address} is already a member of this project", code="already_member")
         if session.get(Membership, (project_id, user.id)) is not None:

@@ -14,7 +14,10 @@ SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 PROJECT_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 PROJECT_NAME = re.compile(PROJECT_NAME_PATTERN)
 MAX_PROJECT_NAME = 100
-EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")
+# What email() accepts after trimming; the API schemas state it.
+_EMAIL_CHAR = r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]"
+EMAIL_PATTERN = rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}{{1,189}}$"
+EMAIL = re.compile(EMAIL_PATTERN.strip("^$"))
 MAX_PASSWORD = 1024
 # A registry password or token: generous for a GCR JSON key (several KB), small enough to refuse abuse.
 MAX_REGISTRY_SECRET = 16 * 1024

@@ -1,5 +1,5 @@
-"""teams: member roles (owner, developer, viewer); API token expiry, last use and revocation; deleted
-projects and services keep their rows (for audit and deployment history)
+"""teams: admin accounts and invitations; member roles (owner, developer, viewer); API token expiry,
+last use and revocation; deleted projects and services keep their rows (for audit and deployments)
 
 Revision ID: 0005
 Revises: 0003
@@ -24,6 +24,25 @@ def upgrade() -> None:
         "UPDATE memberships SET role = 'owner' WHERE project_id NOT IN "
         "(SELECT project_id FROM memberships WHERE role = 'owner')"
     )
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        # The default stays: removing it would rebuild the table on SQLite, whose foreign keys would
+        # cascade the drop into every membership, token and session.
+        batch_op.add_column(sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # The account that set the installation up is its admin.
+    op.execute("UPDATE users SET is_admin = true WHERE id IN (SELECT user_id FROM setup_claims)")
+    op.create_table(
+        "invitations",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=True),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["created_by"], ["users.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
@@ -47,4 +66,7 @@ def downgrade() -> None:
         batch_op.drop_column("revoked_at")
         batch_op.drop_column("last_used_at")
         batch_op.drop_column("expires_at")
+    op.drop_table("invitations")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("is_admin")
     op.execute("UPDATE memberships SET role = 'member' WHERE role IN ('developer', 'viewer')")
