@@ -65,10 +65,12 @@ async def list_projects(ctx: AppContext, principal: Principal) -> list[ProjectVi
     return await ctx.db.run(work)
 
 
-async def get_project(ctx: AppContext, principal: Principal, *, project_id: uuid.UUID) -> ProjectView:
+async def get_project(
+    ctx: AppContext, principal: Principal, *, project_id: uuid.UUID, action: Action = Action.PROJECT_READ
+) -> ProjectView:
+    """The project; ``action``: only when the caller's role allows it (a page leading to it)."""
+
     def work(session: Session) -> ProjectView:
-        return _view(
-            *project_of(session, principal=principal, project_id=project_id, action=Action.PROJECT_READ)
-        )
+        return _view(*project_of(session, principal=principal, project_id=project_id, action=action))
 
     return await ctx.db.run(work)

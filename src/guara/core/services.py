@@ -169,12 +169,13 @@ async def create_service(
     return await ctx.db.run(create)
 
 
-async def get_service(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> ServiceView:
+async def get_service(
+    ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, action: Action = Action.SERVICE_READ
+) -> ServiceView:
+    """The service; ``action``: only when the caller's role allows it (a page leading to it)."""
+
     def work(session: Session) -> ServiceView:
-        return _view(
-            session,
-            service_of(session, principal=principal, service_id=service_id, action=Action.SERVICE_READ),
-        )
+        return _view(session, service_of(session, principal=principal, service_id=service_id, action=action))
 
     return await ctx.db.run(work)
 

@@ -288,7 +288,7 @@ PROJECT_CONSEQUENCES = ("Nobody can open the project afterwards; its audit entri
 async def delete_service_page(
     request: Request, ctx: ContextDep, user: WebUser, service_id: uuid.UUID
 ) -> Response:
-    service = await services.get_service(ctx, user, service_id=service_id)
+    service = await services.get_service(ctx, user, service_id=service_id, action=Action.SERVICE_DELETE)
     return _confirm_service(request, service.id, service.name)
 
 
@@ -329,7 +329,7 @@ async def delete_service_form(
 async def _confirm_project(
     request: Request, ctx: ContextDep, user: Principal, project_id: uuid.UUID, **extra: Any
 ) -> Response:
-    project = await projects.get_project(ctx, user, project_id=project_id)
+    project = await projects.get_project(ctx, user, project_id=project_id, action=Action.PROJECT_DELETE)
     count = len(await services.list_services(ctx, user, project_id=project_id))
     return render(
         request,
