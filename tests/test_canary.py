@@ -1,10 +1,10 @@
 """A canary password goes through the whole product; then every byte guara wrote is searched for it.
 
-The server runs as a real process at debug log level, once with text logs and once with JSON logs.
-Afterwards the test greps the raw bytes of every file in the data dir (database, WAL, key file, logs),
-the server's output, every response body (``/metrics`` too) and the audit entries (and, on
-PostgreSQL, a pg_dump) for the canary, its base64, its hex and the base64 of ``user:canary`` (what a
-Basic header carries).
+The server runs as a real process at debug log level, once with text logs and once with JSON logs;
+the walk ends with an API token and by deleting the service. Afterwards the test greps the raw bytes
+of every file in the data dir (database, WAL, key file, logs), the server's output, every response
+body (``/metrics`` too) and the audit entries (and, on PostgreSQL, a pg_dump) for the canary, its
+base64, its hex and the base64 of ``user:canary`` (what a Basic header carries).
 
 The user name is a canary too, of a weaker kind: it is stored in clear (and shown masked), so it is
 searched for only where it must never appear, the logs and the responses, raw and percent-encoded
@@ -157,6 +157,14 @@ def test_canary_never_leaves_memory(
         metrics = httpx.get(url + "/metrics")
         assert metrics.status_code == 200
         bodies.append(metrics.content)
+        # An API token is a secret too: shown in its one response, never logged or stored.
+        issued = call("POST", "/tokens", 201, json={"name": "canary"}).json()["token"]
+        bodies.pop()
+        # Deleting the service destroys the sealed canary and leaks nothing on the way; the audit stays.
+        call("DELETE", f"/services/{service}", 204)
+        entries = call("GET", f"/projects/{project}/audit-logs", 200).json()["entries"]
+        assert entries[0]["action"] == "service.delete"
+        assert "service.create" in {entry["action"] for entry in entries}
 
     haystacks: dict[str, bytes] = {f"response {i}": body for i, body in enumerate(bodies)}
     haystacks.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
@@ -174,6 +182,7 @@ def test_canary_never_leaves_memory(
         (name, form) for name, data in haystacks.items() for form in _forms(user, canary) if form in data
     ]
     assert leaks == []
+    assert [name for name, data in haystacks.items() if issued.encode() in data] == []
     # The user name is in the database (file, WAL, pg_dump) by design; logs and responses must not show it.
     shown = {name: data for name, data in haystacks.items() if name.startswith(("response ", "cli output "))}
     shown["server log"] = log_path.read_bytes()

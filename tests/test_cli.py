@@ -49,6 +49,28 @@ def test_user_and_token_create(settings_env: dict[str, str]) -> None:
     assert token.returncode == 0, token.stderr
     lines = token.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("gua_")
+    named = guara(
+        "token",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--name",
+        "ci",
+        "--expires-in",
+        "never",
+        env=settings_env,
+    )
+    assert named.returncode == 0, named.stderr
+    assert len(named.stdout.splitlines()) == 1 and named.stdout.startswith("gua_")
+    assert "never expires" in named.stderr
+    assert (
+        guara(
+            "token", "create", "--email", "ops@example.com", "--expires-in", "30d", env=settings_env
+        ).returncode
+        == 0
+    )
+    bad = guara("token", "create", "--email", "ops@example.com", "--expires-in", "soon", env=settings_env)
+    assert bad.returncode == 2 and "--expires-in" in bad.stderr
     missing = guara("token", "create", "--email", "nobody@example.com", env=settings_env)
     assert missing.returncode == 1
     assert "no user" in missing.stderr

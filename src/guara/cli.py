@@ -138,17 +138,39 @@ def user_create(
 
 
 @token_app.command("create")
-def token_create(email: Annotated[str, typer.Option(help="the token's user")]) -> None:
+def token_create(
+    email: Annotated[str, typer.Option(help="the token's user")],
+    name: Annotated[str, typer.Option(help="what the token is for (shown in the token list)")] = "cli",
+    expires_in: Annotated[
+        str, typer.Option(help="days until it expires (e.g. 30 or 30d), or 'never'")
+    ] = "90",
+) -> None:
     """Print a new API token for a user, alone on stdout."""
     from guara.core import accounts
     from guara.core.errors import GuaraError
 
+    days = _days(expires_in)
     context = _context()
     try:
-        token = anyio.run(lambda: accounts.create_api_token(context, email=email))
+        token = anyio.run(
+            lambda: accounts.create_api_token(context, email=email, name=name, expires_in_days=days)
+        )
     except GuaraError as exc:
         raise _fail(exc.message) from None
+    if days is None:
+        typer.echo("guara: warning: this token never expires; it works until revoked", err=True)
     typer.echo(token)
+
+
+def _days(text: str) -> int | None:
+    """``--expires-in``: a number of days (``30`` or ``30d``), or ``never`` (None)."""
+    value = text.strip().lower()
+    if value == "never":
+        return None
+    digits = value.removesuffix("d")
+    if not digits.isascii() or not digits.isdigit():
+        raise _fail("--expires-in takes a number of days (e.g. 30 or 30d) or 'never'", 2)
+    return int(digits)
 
 
 @keys_app.command("rotate")

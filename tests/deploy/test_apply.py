@@ -20,13 +20,14 @@ import pytest
 from pydantic import SecretStr
 
 from guara.context import AppContext
-from guara.core.runtimes import KubernetesRuntime
+from guara.core.runtimes import KubernetesRuntime, ServiceRef
 from guara.deploy import (
     ApplyFailed,
     KubernetesApplier,
     ObjectRef,
     PullCredentials,
     ResolvedImage,
+    namespace_for,
     render_workload,
 )
 from guara.deploy.platforms import parse_platform
@@ -218,6 +219,25 @@ async def test_absent_objects_are_deleted_and_missing_ones_are_fine(
     applier = KubernetesApplier(_configuration(server))
     await applier.apply(objects, absent=[ObjectRef("Secret", namespace, "api-registry")])
     assert fake.deleted() == [f"/api/v1/namespaces/{namespace}/secrets/api-registry"]
+
+
+@pytest.mark.anyio
+async def test_a_deleted_service_takes_its_deployment_and_pull_secret_along(
+    fake_cluster: tuple[FakeKubernetes, LabServer],
+) -> None:
+    fake, server = fake_cluster
+    objects = _objects()
+    namespace = objects[0]["metadata"]["name"]
+    await KubernetesApplier(_configuration(server)).apply(objects)
+    runtime = KubernetesRuntime(KubernetesApplier(_configuration(server)))
+    project_id = uuid.UUID(int=1)
+    assert namespace_for(project_id) == namespace
+    note = await runtime.remove_service(ServiceRef(project_id, uuid.uuid4(), "web"))
+    assert "Deployment and pull Secret were deleted" in note
+    assert fake.deleted() == [
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+        f"/api/v1/namespaces/{namespace}/secrets/web-registry",
+    ]
 
 
 def test_an_explicit_kubeconfig_wins_over_the_pods_service_account(

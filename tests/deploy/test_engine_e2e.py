@@ -273,6 +273,18 @@ def test_a_deploy_cut_off_by_a_crash_leaves_no_container(
             time.sleep(0.2)
 
 
+def test_deleting_a_running_service_removes_its_container(guara: Guara, app_images: AppImages) -> None:
+    service_id = _service(guara, app_images)
+    running = guara.deploy(service_id)
+    assert running["status"] == "running", running["message"]
+    assert guara.managed()
+    assert guara.api.delete(f"/services/{service_id}").status_code == 204
+    assert not guara.managed()
+    assert guara.api.get(f"/services/{service_id}").status_code == 404
+    [history] = guara.api.get(f"/services/{service_id}/deployments").json()
+    assert (history["id"], history["status"], history["url"]) == (running["id"], "stopped", None)
+
+
 def _pulled_image(guara: Guara) -> str:
     client = guara.engine.client()
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from guara.api.routes import audit, credentials, deployments, projects, services
+from guara.api.routes import accounts, audit, credentials, deployments, members, projects, services, tokens
 
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/api/v1")
-    for module in (projects, services, credentials, deployments, audit):
+    for module in (accounts, projects, members, services, credentials, deployments, audit, tokens):
         api.include_router(module.router)
     return api

@@ -8,11 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from guara.core.accounts import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS
 from guara.core.credentials import CredentialKind, CredentialsChange
+from guara.core.invitations import DEFAULT_INVITATION_HOURS, MAX_INVITATION_HOURS
 from guara.core.services import KEEP, ServiceChange
 from guara.core.validation import (
     DEFAULT_PORT,
+    EMAIL_PATTERN,
     HEALTH_PATH_PATTERN,
+    MAX_PASSWORD,
     MAX_PROJECT_NAME,
     MAX_REGISTRY_SECRET,
     PROJECT_NAME_PATTERN,
@@ -64,7 +68,9 @@ class ErrorPublic(BaseModel):
 
 _ERRORS = {
     400: "The body could not be read as JSON text (e.g. not UTF-8)",
-    401: "Not authenticated: no valid API token (or session cookie and CSRF token)",
+    401: "Not authenticated: no valid API token (or session cookie and CSRF token); an expired or "
+    "revoked token answers code token_expired or token_revoked",
+    403: "Forbidden (code forbidden): your role in the project does not allow this action",
     404: "Not found, or not yours: other users' objects answer exactly like missing ones",
     409: "Conflict with the current state (a racing save, a name taken, a deploy in progress)",
     413: "The request body is over 256 KiB",
@@ -82,6 +88,92 @@ class Output(BaseModel):
     """Built from the use cases' plain data objects by attribute."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+RoleName = Literal["owner", "developer", "viewer"]
+
+
+class MemberCreate(Input):
+    """Add an existing account to the project by its email."""
+
+    email: str = Field(json_schema_extra=documented(pattern=EMAIL_PATTERN, max_length=254))
+    role: RoleName
+
+
+class MemberUpdate(Input):
+    role: RoleName
+
+
+class MemberPublic(Output):
+    user_id: uuid.UUID
+    email: str
+    role: RoleName
+
+
+class TokenCreate(Input):
+    name: str = Field(
+        json_schema_extra=documented(pattern=PROJECT_NAME_PATTERN, min_length=1, max_length=MAX_PROJECT_NAME)
+    )
+    expires_in_days: int | None = Field(
+        default=DEFAULT_TOKEN_DAYS,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description=f"days until the token stops working; left out: {DEFAULT_TOKEN_DAYS}; null: never "
+        "(a token that never expires works until revoked, however it leaks)",
+    )
+
+
+class TokenCreated(Output):
+    """The new token: the only time ``token`` is shown."""
+
+    id: uuid.UUID
+    name: str
+    token: str
+    expires_at: datetime | None = Field(description="null: never expires")
+
+
+class TokenPublic(Output):
+    """A token as listed: never the token itself."""
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None = Field(description="null: never expires")
+
+
+class AccountPublic(Output):
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+
+
+class AccountCreate(Input):
+    email: str = Field(json_schema_extra=documented(pattern=EMAIL_PATTERN, max_length=254))
+    password: SecretStr = Field(min_length=8, max_length=MAX_PASSWORD)
+
+
+class PasswordChange(Input):
+    current_password: SecretStr = Field(max_length=MAX_PASSWORD)
+    new_password: SecretStr = Field(min_length=8, max_length=MAX_PASSWORD)
+
+
+class InvitationCreate(Input):
+    email: str | None = Field(
+        default=None,
+        description="only this email may accept it",
+        json_schema_extra=documented(pattern=EMAIL_PATTERN, max_length=254),
+    )
+    expires_in_hours: int = Field(default=DEFAULT_INVITATION_HOURS, ge=1, le=MAX_INVITATION_HOURS)
+
+
+class InvitationCreated(Output):
+    """The invitation link: shown this once."""
+
+    id: uuid.UUID
+    email: str | None
+    expires_at: datetime
+    url: str
 
 
 class ProjectPublic(Output):

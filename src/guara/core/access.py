@@ -1,5 +1,6 @@
-"""Tenancy in one place: what a principal may load (a stranger's project or service is NotFound), and
-the optimistic lock every change of a service row goes through.
+"""Tenancy and roles in one place: what a principal may load (a stranger's project or service is
+NotFound, and so is a deleted one), what its role lets it do there (``guara.core.roles``: else
+Forbidden), and the optimistic lock every change of a service row goes through.
 
 Keyword-only helpers over the caller's session; every use case reaches projects and services
 through them.
@@ -13,32 +14,67 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guara.core.accounts import Principal
-from guara.core.errors import Conflict, NotFound
+from guara.core.errors import Conflict, Forbidden, NotFound
+from guara.core.roles import MINIMUM_ROLE, Action, Role, allows
 from guara.store import ConcurrentUpdate, flush
 from guara.store.models import Membership, Project, Service, utcnow
 
 
-def project_of(session: Session, *, principal: Principal, project_id: uuid.UUID) -> tuple[Project, str]:
-    """The project and the principal's role in it."""
+def project_of(
+    session: Session, *, principal: Principal, project_id: uuid.UUID, action: Action
+) -> tuple[Project, Role]:
+    """The project and the principal's role in it, when that role allows ``action``."""
     row = session.execute(
         select(Project, Membership.role)
         .join(Membership, Membership.project_id == Project.id)
-        .where(Project.id == project_id, Membership.user_id == principal.user_id)
+        .where(
+            Project.id == project_id,
+            Project.deleted_at.is_(None),
+            Membership.user_id == principal.user_id,
+        )
     ).first()
     if row is None:
         raise NotFound("project not found")
-    return row[0], row[1]
+    project, role = row[0], row[1]
+    require(role, action)
+    return project, Role(role)
 
 
-def service_of(session: Session, *, principal: Principal, service_id: uuid.UUID) -> Service:
-    service = session.scalar(
-        select(Service)
+def service_of(
+    session: Session,
+    *,
+    principal: Principal,
+    service_id: uuid.UUID,
+    action: Action,
+    deleted: bool = False,
+) -> Service:
+    """A live service of one of the principal's projects, when the principal's role there allows
+    ``action``; with ``deleted``, a deleted service instead (for its history)."""
+    row = session.execute(
+        select(Service, Membership.role)
+        .join(Project, Project.id == Service.project_id)
         .join(Membership, Membership.project_id == Service.project_id)
-        .where(Service.id == service_id, Membership.user_id == principal.user_id)
-    )
-    if service is None:
+        .where(
+            Service.id == service_id,
+            Service.deleted_at.is_not(None) if deleted else Service.deleted_at.is_(None),
+            Project.deleted_at.is_(None),
+            Membership.user_id == principal.user_id,
+        )
+    ).first()
+    if row is None:
         raise NotFound("service not found")
+    require(row[1], action)
+    service: Service = row[0]
     return service
+
+
+def require(role: str, action: Action) -> None:
+    """Forbidden unless ``role`` allows ``action``."""
+    if not allows(role, action):
+        raise Forbidden(
+            f"your role in this project ({role}) does not allow this; "
+            f"it needs {MINIMUM_ROLE[action].value} or above",
+        )
 
 
 def mark_changed(session: Session, service: Service) -> None:

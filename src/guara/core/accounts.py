@@ -17,7 +17,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from guara.core import validation
-from guara.core.errors import Conflict, NotAuthenticated, RateLimited
+from guara.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, RateLimited
 from guara.store import UniqueViolation, flush
 from guara.store.models import ApiToken, SetupClaim, User, WebSession
 
@@ -134,36 +134,155 @@ async def signed_in(ctx: AppContext, *, cookie_value: str) -> SignedIn:
     return await ctx.db.run(work)
 
 
-async def create_api_token(ctx: AppContext, *, email: str, name: str = "cli") -> str:
-    """A new API token for the user with this email (shown once; only its hash is stored)."""
+@dataclass(frozen=True)
+class AccountView:
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+
+
+async def get_account(ctx: AppContext, principal: Principal) -> AccountView:
+    def work(session: Session) -> AccountView:
+        user = session.get(User, principal.user_id)
+        if user is None:
+            raise NotAuthenticated("please sign in")
+        return AccountView(user.id, user.email, user.is_admin)
+
+    return await ctx.db.run(work)
+
+
+async def create_account(ctx: AppContext, principal: Principal, *, email: str, password: str) -> AccountView:
+    """A further account, made by the admin (who tells its owner the password, or sends an invitation
+    link instead)."""
+
+    def work(session: Session) -> AccountView:
+        require_admin(session, principal)
+        created = _create_user(session, email=email, password=password)
+        return AccountView(created.user_id, created.email, False)
+
+    return await ctx.db.run(work)
+
+
+async def change_password(
+    ctx: AppContext, principal: Principal, *, current: str, new: str, keep_cookie: str | None = None
+) -> int:
+    """Set a new password after checking the current one; every other dashboard session of the account
+    ends (``keep_cookie``: the session making the change stays). How many sessions ended."""
+    retry_after = await ctx.limiters.sign_in.hit_async(f"{principal.email}|password-change")
+    if retry_after is not None:
+        raise RateLimited(f"Too many attempts; try again in {retry_after} seconds.", retry_after=retry_after)
+    checked = validation.password(new)
+
+    def work(session: Session) -> int:
+        try:
+            _authenticate(session, email=principal.email, password=current)
+        except NotAuthenticated:
+            raise InvalidInput(
+                "the current password is not right", code="wrong_password", field="current_password"
+            ) from None
+        user = session.get(User, principal.user_id)
+        if user is None:
+            raise NotAuthenticated("please sign in")
+        user.password_hash = _hasher.hash(checked)
+        others = delete(WebSession).where(WebSession.user_id == principal.user_id)
+        if keep_cookie:
+            others = others.where(WebSession.token_hash != _digest(keep_cookie))
+        return session.execute(others).rowcount or 0  # type: ignore[attr-defined]
+
+    return await ctx.db.run(work)
+
+
+async def sign_out_everywhere(ctx: AppContext, principal: Principal) -> int:
+    """End every dashboard session of the account, this one too (API tokens are revoked one by one
+    on the tokens page). How many ended."""
+
+    def work(session: Session) -> int:
+        ended = session.execute(delete(WebSession).where(WebSession.user_id == principal.user_id))
+        return ended.rowcount or 0  # type: ignore[attr-defined]
+
+    return await ctx.db.run(work)
+
+
+def require_admin(session: Session, principal: Principal) -> None:
+    user = session.get(User, principal.user_id)
+    if user is None or not user.is_admin:
+        raise Forbidden("only the admin (the installation's first account) may do this")
+
+
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 3650
+# How stale a token's "last used" may get before a request writes it again (a write per request would
+# cost every API call a database write).
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+async def create_api_token(
+    ctx: AppContext, *, email: str, name: str = "cli", expires_in_days: int | None = DEFAULT_TOKEN_DAYS
+) -> str:
+    """A new API token for the user with this email (shown once; only its hash is stored).
+    ``expires_in_days`` None: it never expires."""
+    expires_at = token_expiry(expires_in_days)
 
     def work(session: Session) -> str:
         address = email.strip().lower()
         user = session.scalar(select(User).where(User.email == address))
         if user is None:
             raise NotAuthenticated(f"no user with email {address}")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        session.add(ApiToken(user_id=user.id, token_hash=_digest(token), name=name[:100]))
-        return token
+        return issue_token(session, user_id=user.id, name=name, expires_at=expires_at)[1]
 
     return await ctx.db.run(work)
 
 
 async def principal_for_token(ctx: AppContext, token: str) -> Principal:
+    """The user of an API token, read from the database on every call, so a revocation holds at once
+    on every process sharing it. Expired and revoked tokens say so (``token_expired``,
+    ``token_revoked``)."""
+
     def work(session: Session) -> Principal:
         row = session.execute(
-            select(User.id, User.email)
+            select(User.id, User.email, ApiToken)
             .join(ApiToken, ApiToken.user_id == User.id)
             .where(ApiToken.token_hash == _digest(token))
         ).first()
         if row is None:
             raise NotAuthenticated("invalid API token")
+        stored: ApiToken = row[2]
+        now = datetime.now(UTC)
+        if stored.revoked_at is not None:
+            raise NotAuthenticated("this API token was revoked", code="token_revoked")
+        if stored.expires_at is not None and stored.expires_at <= now:
+            raise NotAuthenticated("this API token has expired; create a new one", code="token_expired")
+        if stored.last_used_at is None or now - stored.last_used_at >= LAST_USED_PRECISION:
+            stored.last_used_at = now
         return Principal(row.id, row.email)
 
     return await ctx.db.run(work)
 
 
+def token_expiry(days: int | None) -> datetime | None:
+    """When a token made now for ``days`` days expires; None (never) for None."""
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise InvalidInput(
+            f"expires_in_days must be between 1 and {MAX_TOKEN_DAYS} (or null: never)",
+            field="expires_in_days",
+        )
+    return datetime.now(UTC) + timedelta(days=days)
+
+
 # --- steps, in the caller's transaction -------------------------------------------------------------
+
+
+def issue_token(
+    session: Session, *, user_id: uuid.UUID, name: str, expires_at: datetime | None
+) -> tuple[ApiToken, str]:
+    """A new token of ``user_id``: its row and the token itself (only its hash is stored)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user_id, token_hash=_digest(token), name=name[:100], expires_at=expires_at)
+    session.add(row)
+    flush(session)
+    return row, token
 
 
 def _needs_setup(session: Session) -> bool:
@@ -175,6 +294,8 @@ def _create_user(session: Session, *, email: str, password: str, first: bool = F
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise Conflict(f"a user with email {address} already exists")
     user = User(email=address, password_hash=_hasher.hash(validation.password(password)))
+    # The account that sets the installation up is its admin.
+    user.is_admin = first or _needs_setup(session)
     session.add(user)
     try:
         flush(session)
@@ -190,6 +311,16 @@ def _create_user(session: Session, *, email: str, password: str, first: bool = F
                 "this installation already has an account; sign in instead", code="setup_done"
             ) from None
     return Principal(user.id, user.email)
+
+
+def start_session(session: Session, *, principal: Principal, max_age_s: int) -> NewSession:
+    """A dashboard session for ``principal`` in the caller's transaction (invitations sign in so)."""
+    return _start_session(session, principal=principal, max_age_s=max_age_s)
+
+
+def create_user_in(session: Session, *, email: str, password: str) -> Principal:
+    """A new (not admin) account in the caller's transaction."""
+    return _create_user(session, email=email, password=password)
 
 
 def _authenticate(session: Session, *, email: str, password: str) -> Principal:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from guara.core.access import project_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
+from guara.core.roles import Action
 from guara.store.models import AuditLog, Service
 
 if TYPE_CHECKING:
@@ -38,6 +39,11 @@ class AuditAction(enum.StrEnum):
     SERVICE_UPDATE = "service.update"
     SERVICE_DEPLOY = "service.deploy"
     SERVICE_STOP = "service.stop"
+    MEMBER_ADD = "member.add"
+    MEMBER_ROLE = "member.role"
+    MEMBER_REMOVE = "member.remove"
+    SERVICE_DELETE = "service.delete"
+    PROJECT_DELETE = "project.delete"
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,100 @@ class Deployed:
         return f"Deploy failed ({self.code}), pulling {how}"
 
 
+@dataclass(frozen=True)
+class MemberAdded:
+    email: str
+    role: str
+
+    action = AuditAction.MEMBER_ADD
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"email": self.email, "role": self.role}
+
+    @property
+    def summary(self) -> str:
+        return f"Added {self.email} as {self.role}"
+
+
+@dataclass(frozen=True)
+class MemberRoleChanged:
+    email: str
+    role: str
+    previous: str
+
+    action = AuditAction.MEMBER_ROLE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"email": self.email, "role": self.role, "previous_role": self.previous}
+
+    @property
+    def summary(self) -> str:
+        return f"Changed the role of {self.email} to {self.role} (was {self.previous})"
+
+
+@dataclass(frozen=True)
+class MemberRemoved:
+    email: str
+    role: str
+    # The member removed themselves.
+    left: bool
+
+    action = AuditAction.MEMBER_REMOVE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"email": self.email, "role": self.role, "left": self.left}
+
+    @property
+    def summary(self) -> str:
+        if self.left:
+            return f"{self.email} left the project (was {self.role})"
+        return f"Removed {self.email} (was {self.role})"
+
+
+@dataclass(frozen=True)
+class ServiceDeleted:
+    """The service was deleted: what ran stopped, its stored credentials destroyed."""
+
+    image: str
+    # The registry of the credentials deleted with it (None: it had none).
+    registry: str | None
+    deployments: int
+
+    action = AuditAction.SERVICE_DELETE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {"image": self.image, "deployments": self.deployments}
+        if self.registry is not None:
+            details |= {"credentials": "deleted", "registry": self.registry}
+        return details
+
+    @property
+    def summary(self) -> str:
+        how = f"; its registry credentials for {self.registry} were destroyed" if self.registry else ""
+        return f"Deleted the service ({self.image}){how}"
+
+
+@dataclass(frozen=True)
+class ProjectDeleted:
+    services: tuple[str, ...]
+
+    action = AuditAction.PROJECT_DELETE
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"services": list(self.services)}
+
+    @property
+    def summary(self) -> str:
+        if not self.services:
+            return "Deleted the project"
+        return f"Deleted the project with its services {', '.join(self.services)}"
+
+
 AuditEvent = (
     ServiceCreated
     | CredentialsSaved
@@ -207,6 +307,11 @@ AuditEvent = (
     | SettingsChanged
     | Deployed
     | Stopped
+    | MemberAdded
+    | MemberRoleChanged
+    | MemberRemoved
+    | ServiceDeleted
+    | ProjectDeleted
 )
 
 
@@ -275,6 +380,24 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
             image=_text(details, "image"),
             platform=_text(details, "platform"),
         )
+    if action == AuditAction.SERVICE_DELETE:
+        deployments = details.get("deployments")
+        return ServiceDeleted(
+            image=_text(details, "image"),
+            registry=_text(details, "registry") if credentials == "deleted" else None,
+            deployments=deployments if isinstance(deployments, int) else 0,
+        )
+    if action == AuditAction.PROJECT_DELETE:
+        services = details.get("services")
+        return ProjectDeleted(tuple(str(s) for s in services) if isinstance(services, list) else ())
+    if action == AuditAction.MEMBER_ADD:
+        return MemberAdded(_text(details, "email"), _text(details, "role"))
+    if action == AuditAction.MEMBER_ROLE:
+        return MemberRoleChanged(
+            _text(details, "email"), _text(details, "role"), _text(details, "previous_role")
+        )
+    if action == AuditAction.MEMBER_REMOVE:
+        return MemberRemoved(_text(details, "email"), _text(details, "role"), bool(details.get("left")))
     return None
 
 
@@ -303,15 +426,37 @@ class AuditPage:
 
 def record(session: Session, *, principal: Principal, service: Service, event: AuditEvent) -> None:
     """Add one entry about ``service`` to the current transaction."""
+    record_in_project(
+        session,
+        principal=principal,
+        project_id=service.project_id,
+        target=Target("service", str(service.id), service.name),
+        event=event,
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an entry is about: a service, a member (a user), a project."""
+
+    type: str
+    id: str
+    name: str
+
+
+def record_in_project(
+    session: Session, *, principal: Principal, project_id: uuid.UUID, target: Target, event: AuditEvent
+) -> None:
+    """Add one entry of project ``project_id`` about ``target`` to the current transaction."""
     session.add(
         AuditLog(
-            project_id=service.project_id,
+            project_id=project_id,
             actor_id=principal.user_id,
             actor_email=principal.email,
             action=event.action.value,
-            target_type="service",
-            target_id=str(service.id),
-            target_name=service.name,
+            target_type=target.type,
+            target_id=target.id,
+            target_name=target.name[:100],
             details=event.details(),
         )
     )
@@ -344,11 +489,14 @@ async def list_entries(
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
 ) -> AuditPage:
-    """A page of the project's entries, newest first; ``next_cursor`` continues after it."""
+    """A page of the project's entries, newest first; ``next_cursor`` continues after it. ``action``
+    and ``actor`` (an email) keep only the entries that match."""
 
     def work(session: Session) -> AuditPage:
-        project_of(session, principal=principal, project_id=project_id)  # a stranger learns nothing more
+        # A stranger learns nothing more.
+        project_of(session, principal=principal, project_id=project_id, action=Action.AUDIT_READ)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
         if cursor and not CURSOR.fullmatch(cursor):
@@ -356,6 +504,8 @@ async def list_entries(
         query = select(AuditLog).where(AuditLog.project_id == project_id)
         if action:
             query = query.where(AuditLog.action == action)
+        if actor:
+            query = query.where(AuditLog.actor_email == actor.strip().lower())
         if cursor:
             query = query.where(AuditLog.id < int(cursor))
         rows = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))

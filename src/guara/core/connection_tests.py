@@ -18,6 +18,7 @@ from guara.core.access import service_of
 from guara.core.accounts import Principal
 from guara.core.errors import InvalidInput
 from guara.core.preflights import RegistryLogin, count_preflight, registry_auth, run_preflight
+from guara.core.roles import Action
 from guara.deploy import ImagePlatforms
 from guara.deploy import image_platforms as read_image_platforms
 from guara.registry import PreflightCode, PreflightResult
@@ -109,7 +110,9 @@ async def _cloud_connection_test(
         row = None
         image = request.image
         if request.service_id is not None:
-            service = service_of(session, principal=principal, service_id=request.service_id)
+            service = service_of(
+                session, principal=principal, service_id=request.service_id, action=Action.CREDENTIALS_USE
+            )
             image = image or service.image
             row = session.get(RegistryCredential, service.id)
         if not image:
@@ -139,7 +142,9 @@ async def _service_side(
     wants_stored = request.username is None or request.password is None
 
     def work(session: Session) -> tuple[str, RegistryLogin | None]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.CREDENTIALS_USE
+        )
         stored = credentials.open_stored(ctx, session, service_id=service.id) if wants_stored else None
         return request.image or service.image, stored
 
@@ -178,7 +183,9 @@ async def image_platforms(ctx: AppContext, principal: Principal, *, service_id: 
     setting). Bounded per user like the wizard's image check; over it, no platforms and the reason."""
 
     def work(session: Session) -> tuple[str, RegistryLogin | None]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.CREDENTIALS_USE
+        )
         return service.image, credentials.open_stored(ctx, session, service_id=service.id)
 
     image, login = await ctx.db.run(work)

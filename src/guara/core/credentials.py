@@ -32,6 +32,7 @@ from guara.core.access import mark_changed, service_of
 from guara.core.accounts import Principal
 from guara.core.errors import CredentialsUnreadable, InvalidInput, PreflightFailed
 from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
+from guara.core.roles import Action
 from guara.registry import (
     AwsEcrKey,
     GoogleKey,
@@ -526,7 +527,9 @@ async def save_credentials(
     """Set or replace a service's credentials; an omitted username or password keeps the stored one."""
 
     def load(session: Session) -> tuple[Service, PreparedSave, str | None]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.CREDENTIALS_WRITE
+        )
         reference = validation.image_reference(service.image)
         row = session.get(RegistryCredential, service.id)
         prepared = prepare(ctx, image_registry=reference.registry, change=change, row=row)
@@ -558,7 +561,9 @@ async def remove_credentials(ctx: AppContext, principal: Principal, *, service_i
     later deploy."""
 
     def remove(session: Session) -> Service | None:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.CREDENTIALS_WRITE
+        )
         row = session.get(RegistryCredential, service.id)
         if row is None:
             return None

@@ -23,9 +23,10 @@ from guara.core.deploy_runner import ACTIVE
 from guara.core.engine_runtime import EngineRuntime
 from guara.core.errors import Conflict, InvalidInput, NotFound, RateLimited
 from guara.core.preflights import count_preflight
+from guara.core.roles import Action
 from guara.core.runtimes import PENDING, RUNNING, STOPPED
 from guara.store import UniqueViolation, flush
-from guara.store.models import Deployment, RegistryCredential, utcnow
+from guara.store.models import Deployment, RegistryCredential, Service, utcnow
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -78,13 +79,27 @@ def view_of(row: Deployment) -> DeploymentView:
     )
 
 
+def _history_of(session: Session, principal: Principal, service_id: uuid.UUID) -> Service:
+    """A service whose deployments the caller may read: a live one, or (for owners) a deleted one."""
+    try:
+        return service_of(session, principal=principal, service_id=service_id, action=Action.DEPLOYMENTS_READ)
+    except NotFound:
+        return service_of(
+            session,
+            principal=principal,
+            service_id=service_id,
+            action=Action.DELETED_HISTORY_READ,
+            deleted=True,
+        )
+
+
 async def list_deployments(
     ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, limit: int = DEFAULT_LIST_LIMIT
 ) -> list[DeploymentView]:
     """The service's deployments, newest first. NotFound for a service the caller cannot see."""
 
     def work(session: Session) -> list[DeploymentView]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = _history_of(session, principal, service_id)
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}", field="limit")
         rows = session.scalars(
@@ -104,7 +119,7 @@ async def get_deployment(
     """One deployment of a service the caller can see; NotFound otherwise (also for another service's)."""
 
     def work(session: Session) -> DeploymentView:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = _history_of(session, principal, service_id)
         row = session.scalar(
             select(Deployment).where(Deployment.id == deployment_id, Deployment.service_id == service.id)
         )
@@ -122,7 +137,7 @@ async def start_deployment(ctx: AppContext, principal: Principal, *, service_id:
         raise Conflict("guara is shutting down; deploy again in a moment", code="shutting_down")
 
     def unverified(session: Session) -> bool:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(session, principal=principal, service_id=service_id, action=Action.DEPLOY)
         stored = session.get(RegistryCredential, service.id)
         return stored is not None and stored.verification != "passed"
 
@@ -136,7 +151,7 @@ async def start_deployment(ctx: AppContext, principal: Principal, *, service_id:
         raise RateLimited(f"Too many deploys; try again in {retry_after} seconds.", retry_after=retry_after)
 
     def create(session: Session) -> DeploymentView:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(session, principal=principal, service_id=service_id, action=Action.DEPLOY)
         busy = Conflict(
             "a deployment of this service is already running; wait for it to finish",
             code="deploy_in_progress",
@@ -203,25 +218,25 @@ async def service_logs(
         raise InvalidInput(f"tail must be between 1 and {MAX_LOG_TAIL}", field="tail")
 
     def work(session: Session) -> tuple[uuid.UUID, str]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(session, principal=principal, service_id=service_id, action=Action.LOGS_READ)
         # The service's own password, if its container prints it, is scrubbed like in any log line.
         credentials.open_stored_quietly(ctx, session, service_id=service.id)
         running = _running_container(session, service.id)
+        _engine(ctx)  # after the access check: a stranger learns nothing about this guara
         if running is None:
             raise Conflict("the service has no running container (deploy it first)", code="not_running")
         return running
 
-    runtime = _engine(ctx)
     deployment_id, container_id = await ctx.db.run(work)
-    return ServiceLogs(deployment_id, await runtime.logs(container_id, tail=tail))
+    return ServiceLogs(deployment_id, await _engine(ctx).logs(container_id, tail=tail))
 
 
 async def stop_service(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> int:
     """Stop the service: remove its containers; its deployments end ``stopped``. How many were removed."""
-    runtime = _engine(ctx)
 
     def running(session: Session) -> list[tuple[uuid.UUID, str]]:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(session, principal=principal, service_id=service_id, action=Action.SERVICE_STOP)
+        _engine(ctx)  # after the access check: a stranger learns nothing about this guara
         if session.scalar(
             select(Deployment.id).where(Deployment.service_id == service.id, Deployment.status.in_(ACTIVE))
         ):
@@ -236,10 +251,10 @@ async def stop_service(ctx: AppContext, principal: Principal, *, service_id: uui
         return [(deployment_id, container_id or "") for deployment_id, container_id in rows]
 
     stopped = await ctx.db.run(running)
-    await runtime.stop([container_id for _id, container_id in stopped if container_id])
+    await _engine(ctx).stop([container_id for _id, container_id in stopped if container_id])
 
     def record(session: Session) -> None:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(session, principal=principal, service_id=service_id, action=Action.SERVICE_STOP)
         ids = [deployment_id for deployment_id, _container in stopped]
         if ids:
             session.execute(

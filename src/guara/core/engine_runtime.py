@@ -43,6 +43,8 @@ from guara.core.runtimes import (
     STARTING,
     DeployJob,
     Outcome,
+    RemovalFailed,
+    ServiceRef,
     resolution_summary,
 )
 from guara.deploy import (
@@ -214,6 +216,16 @@ class EngineRuntime:
     async def withdraw_credentials(self, project_id: uuid.UUID, service_name: str) -> str:
         # The engine was handed the credentials for single pulls and keeps nothing of them.
         return ""
+
+    async def remove_service(self, service: ServiceRef) -> str:
+        # By label, not by the recorded ids: a container whose deploy was cut off goes too.
+        try:
+            containers = await self.engine.list_containers({SERVICE_LABEL: str(service.service_id)})
+            for container in containers:
+                await self.engine.remove(container.id)
+        except EngineError as exc:
+            raise RemovalFailed(f"its containers could not be removed: {exc}") from exc
+        return f"{len(containers)} container(s) removed." if containers else ""
 
     async def reconcile(self, ctx: AppContext) -> int:
         """Remove the containers guara started that the database no longer runs (a deploy cut off by a

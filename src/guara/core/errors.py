@@ -4,6 +4,7 @@ GuaraError
 ├── InvalidInput            code "invalid_input" (or a more precise one, e.g. "invalid_image")
 ├── NotAuthenticated        code "not_authenticated"
 ├── NotFound                code "not_found" — also for other users' objects, so nothing leaks
+├── Forbidden               code "forbidden": a member whose role does not allow the action
 ├── Conflict                code "conflict" (a racing save, a taken name, setup already done)
 ├── RateLimited             code "rate_limited", with ``retry_after`` seconds
 ├── PreflightFailed         code = the preflight's code (auth_failed, timeout, …)
@@ -39,6 +40,10 @@ class NotAuthenticated(GuaraError):
 
 class NotFound(GuaraError):
     code = "not_found"
+
+
+class Forbidden(GuaraError):
+    code = "forbidden"
 
 
 class Conflict(GuaraError):

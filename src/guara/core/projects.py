@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from guara.core import validation
 from guara.core.access import project_of
 from guara.core.accounts import Principal
+from guara.core.roles import Action
 from guara.store import flush
 from guara.store.models import Membership, Project
 
@@ -56,7 +57,7 @@ async def list_projects(ctx: AppContext, principal: Principal) -> list[ProjectVi
         rows = session.execute(
             select(Project, Membership.role)
             .join(Membership, Membership.project_id == Project.id)
-            .where(Membership.user_id == principal.user_id)
+            .where(Membership.user_id == principal.user_id, Project.deleted_at.is_(None))
             .order_by(Project.created_at, Project.id)
         )
         return [_view(project, role) for project, role in rows]
@@ -64,8 +65,12 @@ async def list_projects(ctx: AppContext, principal: Principal) -> list[ProjectVi
     return await ctx.db.run(work)
 
 
-async def get_project(ctx: AppContext, principal: Principal, *, project_id: uuid.UUID) -> ProjectView:
+async def get_project(
+    ctx: AppContext, principal: Principal, *, project_id: uuid.UUID, action: Action = Action.PROJECT_READ
+) -> ProjectView:
+    """The project; ``action``: only when the caller's role allows it (a page leading to it)."""
+
     def work(session: Session) -> ProjectView:
-        return _view(*project_of(session, principal=principal, project_id=project_id))
+        return _view(*project_of(session, principal=principal, project_id=project_id, action=action))
 
     return await ctx.db.run(work)

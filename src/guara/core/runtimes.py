@@ -28,6 +28,7 @@ from guara.deploy import (
     ResolvedImage,
     pull_secret_ref,
     render_workload,
+    workload_refs,
 )
 from guara.registry import InvalidRegistry, parse_registry
 
@@ -76,6 +77,19 @@ class DeployJob:
 
 
 @dataclass(frozen=True)
+class ServiceRef:
+    """A service as runtimes name what they run for it."""
+
+    project_id: uuid.UUID
+    service_id: uuid.UUID
+    name: str
+
+
+class RemovalFailed(Exception):
+    """What a runtime runs for a service could not be removed; ``str()`` says what, for people."""
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: str
     message: str
@@ -102,6 +116,12 @@ class Runtime(Protocol):
 
     async def reconcile(self, ctx: AppContext) -> int:
         """Bring what the runtime runs in line with the database; how many things were removed."""
+        ...
+
+    async def remove_service(self, service: ServiceRef) -> str:
+        """Remove everything the runtime runs or holds for a service being deleted (containers,
+        Kubernetes objects incl. the pull Secret); a note for people. Raises ``RemovalFailed`` when
+        something could not be removed (the service is then not deleted)."""
         ...
 
     async def retire(self, container_ids: tuple[str, ...]) -> None:
@@ -168,6 +188,9 @@ class RenderRuntime:
     async def withdraw_credentials(self, project_id: uuid.UUID, service_name: str) -> str:
         return ""
 
+    async def remove_service(self, service: ServiceRef) -> str:
+        return ""
+
     async def reconcile(self, ctx: AppContext) -> int:
         return 0
 
@@ -224,6 +247,14 @@ class KubernetesRuntime:
                 "the next deploy removes it."
             )
         return "Its pull Secret was deleted from the cluster."
+
+    async def remove_service(self, service: ServiceRef) -> str:
+        refs = workload_refs(service.project_id, service.name)
+        try:
+            await self.applier.apply([], absent=list(refs))
+        except ApplyFailed as exc:
+            raise RemovalFailed(f"its Kubernetes objects could not be deleted: {exc}") from exc
+        return "Its Kubernetes Deployment and pull Secret were deleted from the cluster."
 
     async def reconcile(self, ctx: AppContext) -> int:
         await self.pull_secrets.refresh_due(ctx)  # server-side apply converges on each deploy otherwise

@@ -18,6 +18,7 @@ from guara.core.access import mark_changed, project_of, service_of
 from guara.core.accounts import Principal
 from guara.core.credentials import CredentialsChange, CredentialsView, PreparedSave
 from guara.core.errors import Conflict, InvalidInput
+from guara.core.roles import Action
 from guara.core.runtimes import RUNNING
 from guara.deploy import DEFAULT_PLATFORM
 from guara.registry import same_registry
@@ -121,7 +122,11 @@ async def create_service(
     """Create a service, with credentials verified by a preflight (or overridden) when given; the
     service, its credentials and the ``service.create`` entry land in one transaction."""
     # A stranger's project is NotFound before anything about the input is said.
-    await ctx.db.run(lambda session: project_of(session, principal=principal, project_id=project_id))
+    await ctx.db.run(
+        lambda session: project_of(
+            session, principal=principal, project_id=project_id, action=Action.SERVICE_CREATE
+        )
+    )
     reference = validation.image_reference(image)
     validation.service_name(name)
     chosen_platform = validation.platform(platform)
@@ -138,7 +143,9 @@ async def create_service(
         )
 
     def create(session: Session) -> ServiceView:
-        project, _role = project_of(session, principal=principal, project_id=project_id)
+        project, _role = project_of(
+            session, principal=principal, project_id=project_id, action=Action.SERVICE_CREATE
+        )
         if session.scalar(select(Service.id).where(Service.project_id == project.id, Service.name == name)):
             raise Conflict(f"a service named {name} already exists in this project", code="name_taken")
         service = Service(
@@ -167,9 +174,13 @@ async def create_service(
     return await ctx.db.run(create)
 
 
-async def get_service(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> ServiceView:
+async def get_service(
+    ctx: AppContext, principal: Principal, *, service_id: uuid.UUID, action: Action = Action.SERVICE_READ
+) -> ServiceView:
+    """The service; ``action``: only when the caller's role allows it (a page leading to it)."""
+
     def work(session: Session) -> ServiceView:
-        return _view(session, service_of(session, principal=principal, service_id=service_id))
+        return _view(session, service_of(session, principal=principal, service_id=service_id, action=action))
 
     return await ctx.db.run(work)
 
@@ -187,7 +198,7 @@ async def list_services(ctx: AppContext, principal: Principal, *, project_id: uu
     """The project's services by name, with their masked credentials (three queries, not one a row)."""
 
     def work(session: Session) -> list[ServiceView]:
-        project_of(session, principal=principal, project_id=project_id)
+        project_of(session, principal=principal, project_id=project_id, action=Action.SERVICE_READ)
         return _views_by_name(session, project_id=project_id, after=None, limit=None)
 
     return await ctx.db.run(work)
@@ -204,9 +215,10 @@ async def services_page(
     """One page of the project's services by name (keyset: as fast on the last page as on the first)."""
 
     def work(session: Session) -> ServicesPage:
-        project_of(session, principal=principal, project_id=project_id)
+        project_of(session, principal=principal, project_id=project_id, action=Action.SERVICE_READ)
         views = _views_by_name(session, project_id=project_id, after=after, limit=limit + 1)
-        total = session.scalar(select(func.count()).where(Service.project_id == project_id)) or 0
+        live = (Service.project_id == project_id, Service.deleted_at.is_(None))
+        total = session.scalar(select(func.count()).where(*live)) or 0
         more = len(views) > limit
         return ServicesPage(views[:limit], int(total), views[limit - 1].name if more else None)
 
@@ -216,7 +228,8 @@ async def services_page(
 def _views_by_name(
     session: Session, *, project_id: uuid.UUID, after: str | None, limit: int | None
 ) -> list[ServiceView]:
-    query = select(Service).where(Service.project_id == project_id).order_by(Service.name)
+    query = select(Service).where(Service.project_id == project_id, Service.deleted_at.is_(None))
+    query = query.order_by(Service.name)
     if after is not None:
         query = query.where(Service.name > after)
     rows = list(session.scalars(query.limit(limit)))
@@ -236,7 +249,9 @@ async def update_service(
     move registries by changing or removing the credentials first."""
 
     def work(session: Session) -> ServiceView:
-        service = service_of(session, principal=principal, service_id=service_id)
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.SERVICE_UPDATE
+        )
         wanted: dict[str, object] = {}
         if not isinstance(change.image, Keep):
             reference = validation.image_reference(change.image)

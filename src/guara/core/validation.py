@@ -15,7 +15,10 @@ PROJECT_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f
 PROJECT_NAME = re.compile(PROJECT_NAME_PATTERN)
 MAX_PROJECT_NAME = 100
 MAX_SERVICE_NAME = 63
-EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}")
+# What email() accepts after trimming; the API schemas state it.
+_EMAIL_CHAR = r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]"
+EMAIL_PATTERN = rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}{{1,189}}$"
+EMAIL = re.compile(EMAIL_PATTERN.strip("^$"))
 MAX_PASSWORD = 1024
 # A registry password or token: generous for a GCR JSON key (several KB), small enough to refuse abuse.
 MAX_REGISTRY_SECRET = 16 * 1024
@@ -28,6 +31,16 @@ def project_name(value: str) -> str:
     if len(value) > MAX_PROJECT_NAME or not PROJECT_NAME.fullmatch(value):
         raise InvalidInput(
             "project name must be 1 to 100 characters without control characters, not only spaces",
+            field="name",
+        )
+    return value.strip(" ")
+
+
+def token_name(value: str) -> str:
+    """An API token's name: the rule of project names (``PROJECT_NAME_PATTERN``)."""
+    if len(value) > MAX_PROJECT_NAME or not PROJECT_NAME.fullmatch(value):
+        raise InvalidInput(
+            "token name must be 1 to 100 characters without control characters, not only spaces",
             field="name",
         )
     return value.strip(" ")

@@ -52,6 +52,7 @@ from .render import (
     pull_secret_ref,
     render_pull_secret,
     render_workload,
+    workload_refs,
 )
 from .resolve import (
     MAX_CONFIG_BYTES,
@@ -112,4 +113,5 @@ __all__ = [
     "resolve_image",
     "select_platform",
     "validate_objects",
+    "workload_refs",
 ]

@@ -74,12 +74,16 @@ class KubernetesApplier:
     def _delete(self, api: Any, ref: ObjectRef) -> None:
         import kubernetes.client
 
-        if ref.kind != "Secret":
+        # A deleted service takes its Deployment along; any other kind is left to the operator.
+        if ref.kind == "Secret":
+            delete = kubernetes.client.CoreV1Api(api).delete_namespaced_secret
+        elif ref.kind == "Deployment":
+            delete = kubernetes.client.AppsV1Api(api).delete_namespaced_deployment
+        else:
             raise ApplyFailed(f"guara does not delete {ref.kind} objects", kind=ref.kind, name=ref.name)
-        core = kubernetes.client.CoreV1Api(api)
         with _translate_errors(ref.kind, ref.name, ref.namespace, missing_ok=True):
             _discard(
-                core.delete_namespaced_secret(
+                delete(
                     ref.name, ref.namespace, _preload_content=False, _request_timeout=self._request_timeout
                 )
             )

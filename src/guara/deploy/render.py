@@ -110,6 +110,13 @@ def pull_secret_ref(project_id: uuid.UUID, service_name: str) -> ObjectRef:
     ).pull_secret_ref
 
 
+def workload_refs(project_id: uuid.UUID, service_name: str) -> tuple[ObjectRef, ...]:
+    """Everything a service's deploys leave in the cluster of that service alone: its Deployment and
+    its pull Secret (the Namespace and NetworkPolicy are the project's)."""
+    names = WorkloadNames(namespace=namespace_for(project_id), deployment=service_name, secret=None)
+    return (ObjectRef("Deployment", names.namespace, names.deployment), names.pull_secret_ref)
+
+
 def namespace_for(project_id: uuid.UUID) -> str:
     return f"guara-{project_id.hex[:12]}"
 

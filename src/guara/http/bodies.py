@@ -26,6 +26,8 @@ MAX_BODY_BYTES = 256 * 1024
 BODY_TIMEOUT_S = 30.0
 # Forms posted before there is a session; they carry their own double-submit CSRF token.
 OPEN_FORMS = frozenset({"/login", "/setup"})
+# Accepting an invitation link (``/invite/<token>``), before there is an account.
+OPEN_FORM_PREFIX = "/invite/"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -47,7 +49,7 @@ class RequestBodies:
             await self._answer(scope, receive, send, self._too_large())
             return
         has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
-        if has_body and scope["method"] in _BODY_METHODS and scope["path"] not in OPEN_FORMS:
+        if has_body and scope["method"] in _BODY_METHODS and not _open_form(scope["path"]):
             request = Request(scope, receive)
             try:
                 known = await identify(request, self.context)
@@ -95,6 +97,12 @@ class RequestBodies:
         # The body is left unread: the connection is not reused for another request.
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+
+def _open_form(path: str) -> bool:
+    return path in OPEN_FORMS or (
+        path.startswith(OPEN_FORM_PREFIX) and "/" not in path[len(OPEN_FORM_PREFIX) :]
+    )
 
 
 def _unauthenticated(path: str) -> Response:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from guara.core.errors import (
     Conflict,
     CredentialsUnreadable,
+    Forbidden,
     GuaraError,
     InvalidInput,
     NotAuthenticated,
@@ -26,6 +27,7 @@ STATUS: list[tuple[type[GuaraError], int]] = [
     (InvalidInput, 422),
     (NotAuthenticated, 401),
     (NotFound, 404),
+    (Forbidden, 403),
     (Conflict, 409),
     (RateLimited, 429),
     (PreflightFailed, 422),

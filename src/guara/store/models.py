@@ -67,6 +67,24 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The first account is the admin: it creates further accounts and invitations.
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Invitation(Base):
+    """A link that lets one person create an account until it expires or is used."""
+
+    __tablename__ = "invitations"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # When set, only this email may accept it.
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ApiToken(Base):
@@ -76,6 +94,10 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None: never expires. A revoked token keeps its row, so using it says "revoked", not "invalid".
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class WebSession(Base):
@@ -93,6 +115,8 @@ class Project(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A deleted project keeps its row so its audit entries stay; nobody can reach it any more.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Membership(Base):
@@ -103,7 +127,7 @@ class Membership(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    role: Mapped[str] = mapped_column(String(16))  # owner | member
+    role: Mapped[str] = mapped_column(String(16))  # guara.core.roles.Role: owner | developer | viewer
 
 
 class Service(Base):
@@ -124,6 +148,9 @@ class Service(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A deleted service keeps its row (renamed, freeing its name) so that its deployment history and
+    # audit entries stay readable; its credentials rows are deleted.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -150,10 +177,14 @@ class RegistryCredential(Base):
 
 
 class AuditLog(Base):
+    """Append-only: nothing in guara updates or deletes an entry (a deleted project or service keeps
+    its row, so its entries stay)."""
+
     __tablename__ = "audit_logs"
     __table_args__ = (
         Index("ix_audit_logs_project_id_id", "project_id", "id"),
         Index("ix_audit_logs_project_action_id", "project_id", "action", "id"),
+        Index("ix_audit_logs_project_actor_id", "project_id", "actor_email", "id"),
     )
     id: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

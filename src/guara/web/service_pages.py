@@ -27,6 +27,7 @@ from guara.core.errors import (
     RateLimited,
 )
 from guara.core.projects import ProjectView
+from guara.core.roles import Action
 from guara.core.runtimes import RUNNING
 from guara.core.services import ServiceView
 from guara.core.validation import DEFAULT_PORT
@@ -147,7 +148,7 @@ def _wizard(
 
 @router.get("/projects/{project_id}/services/new")
 async def wizard_page(request: Request, ctx: ContextDep, user: WebUser, project_id: uuid.UUID) -> Response:
-    project = await projects.get_project(ctx, user, project_id=project_id)
+    project = await projects.get_project(ctx, user, project_id=project_id, action=Action.SERVICE_CREATE)
     return _wizard(request, project=project, values=WizardValues())
 
 
@@ -465,6 +466,7 @@ async def save_credentials_form(
 async def remove_confirm_page(
     request: Request, ctx: ContextDep, user: WebUser, service_id: uuid.UUID
 ) -> Response:
+    await services.get_service(ctx, user, service_id=service_id, action=Action.CREDENTIALS_WRITE)
     context = await _service_context(ctx, user, service_id)
     if context["credentials"] is None:
         return see_other(f"/services/{service_id}/settings#private-registry")

@@ -37,6 +37,7 @@ def see_other(url: str) -> RedirectResponse:
 
 HEADINGS = {
     401: "Please sign in",
+    403: "Not allowed",
     404: "Not found",
     409: "Conflict",
     413: "Too large",

@@ -18,7 +18,7 @@ from guara.api.schemas import (
 from guara.core import connection_tests, credentials
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["registry credentials"], responses=error_responses(401, 404, 422))
+router = APIRouter(tags=["registry credentials"], responses=error_responses(401, 403, 404, 422))
 
 
 @router.put("/services/{service_id}/registry-credentials", responses=error_responses(400, 409, 413, 429))

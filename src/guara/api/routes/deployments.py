@@ -12,7 +12,7 @@ from guara.api.schemas import DeploymentPublic, ServiceLogsPublic, ServiceStoppe
 from guara.core import deployments
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["deployments"], responses=error_responses(401, 404, 422))
+router = APIRouter(tags=["deployments"], responses=error_responses(401, 403, 404, 422))
 
 
 @router.post(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from guara.api.deps import CurrentUser
 from guara.api.schemas import ServiceCreate, ServicePublic, ServiceUpdate, error_responses
-from guara.core import services
+from guara.core import deletion, services
 from guara.http.deps import ContextDep
 
-router = APIRouter(tags=["services"], responses=error_responses(401, 404, 422))
+router = APIRouter(tags=["services"], responses=error_responses(401, 403, 404, 422))
 
 
 @router.post(
@@ -57,3 +57,15 @@ async def update_service(
     clears it). The next deploy uses the new values."""
     view = await services.update_service(ctx, user, service_id=service_id, change=body.change())
     return ServicePublic.model_validate(view)
+
+
+@router.delete(
+    "/services/{service_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(409)
+)
+async def delete_service(service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep) -> Response:
+    """Delete the service (owners): what the runtime runs for it is removed first (containers,
+    Kubernetes objects incl. the pull Secret), then its stored credentials are destroyed. Its audit
+    entries stay, and owners can still read its deployments. 409 ``deploy_in_progress`` while a
+    deployment runs; 409 ``runtime_failed`` (nothing deleted) when the runtime could not remove it."""
+    await deletion.delete_service(ctx, user, service_id=service_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

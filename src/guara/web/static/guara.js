@@ -478,7 +478,18 @@
     }
   }
 
+  // Deleting asks for the name: the button stays disabled until the typed name matches exactly.
+  function enhanceConfirmName(form) {
+    const input = form.querySelector("[data-confirm-name]");
+    const button = form.querySelector("[data-confirm-submit]");
+    if (!input || !button) return;
+    const update = () => { button.disabled = input.value !== input.dataset.confirmName; };
+    input.addEventListener("input", update);
+    update();
+  }
+
   function start() {
+    document.querySelectorAll("form[data-confirm-form]").forEach(enhanceConfirmName);
     document.querySelectorAll("form[data-creds-form]").forEach((form) => {
       const creds = new CredentialsForm(form);
       if (form.hasAttribute("data-wizard")) new ImageWatcher(form, creds);
