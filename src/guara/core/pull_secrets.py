@@ -25,6 +25,7 @@ from guara.core.errors import CredentialsUnreadable
 from guara.core.preflights import RegistryLogin
 from guara.deploy import ApplyFailed, ManifestApplier, PullCredentials, pull_secret_ref, render_pull_secret
 from guara.registry import Deadline, RegistryClientError, cloud_login, parse_registry
+from guara.secrets import secret_scope
 from guara.store.models import Deployment, RegistryCredential, Service
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class PullSecretRefresher:
         for service in deployed:
             if self._due_at.get(service.service_id, 0.0) > self.clock():
                 continue
-            ok = await self._refresh(ctx, service)
+            with secret_scope():  # this refresh's secrets are scrubbed from its log lines, then forgotten
+                ok = await self._refresh(ctx, service)
             self._due_at[service.service_id] = self.clock() + (
                 REFRESH_AFTER_S[service.kind] if ok else RETRY_AFTER_S
             )

@@ -72,8 +72,6 @@ class CloudForm:
 
     def fields(self) -> dict[str, Any]:
         """The chosen cloud kind's fields, as ``CredentialsChange`` and ``ConnectionTest`` take them."""
-        if self.problem:
-            raise InvalidInput(self.problem, field="google_json_key")
         if self.kind == "aws_ecr":
             return {
                 "kind": "aws_ecr",
@@ -83,6 +81,8 @@ class CloudForm:
                 "aws_role_arn": self.aws_role_arn,
             }
         if self.kind == "google":
+            if self.problem:
+                raise InvalidInput(self.problem, field="google_json_key")
             return {"kind": "google", "google_json_key": self.google_json_key}
         if self.kind != "password":
             raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
