@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -137,9 +137,15 @@ class RegistryCredentialsUpdate(Input):
     username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
     password: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_REGISTRY_SECRET)
     skip_verification: bool = False
+    expires_on: date | None = Field(
+        default=None, description="when the credentials expire (warned 14 days before); null clears it"
+    )
 
     def change(self) -> CredentialsChange:
-        return CredentialsChange(self.registry, self.username, self.password)
+        """Left out, ``expires_on`` keeps the stored date; ``null`` clears it."""
+        if "expires_on" not in self.model_fields_set:
+            return CredentialsChange(self.registry, self.username, self.password)
+        return CredentialsChange(self.registry, self.username, self.password, self.expires_on)
 
 
 class RegistryTest(Input):
@@ -150,12 +156,25 @@ class RegistryTest(Input):
     service_id: uuid.UUID | None = None
 
 
+class CredentialHealthPublic(Output):
+    status: Literal["passing", "failing", "unknown"]
+    last_checked_at: datetime | None
+    last_passed_at: datetime | None
+    failing_since: datetime | None
+    code: str | None = Field(
+        description="a failing check's preflight code, or expires_soon / expired near the expiry date"
+    )
+    message: str
+    expires_on: date | None
+
+
 class RegistryCredentialsPublic(Output):
     registry: str
     username_masked: str
     has_password: bool
     verified_at: datetime | None
     verification: Literal["passed", "overridden"]
+    health: CredentialHealthPublic
 
 
 class ServicePublic(Output):

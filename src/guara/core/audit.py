@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guara.core.access import project_of
-from guara.core.accounts import Principal
+from guara.core.accounts import SYSTEM, Principal
 from guara.core.errors import InvalidInput
 from guara.store.models import AuditLog, Service
 
@@ -38,6 +38,9 @@ class AuditAction(enum.StrEnum):
     SERVICE_UPDATE = "service.update"
     SERVICE_DEPLOY = "service.deploy"
     SERVICE_STOP = "service.stop"
+    CREDENTIALS_CHECK_FAILED = "credentials.check_failed"
+    CREDENTIALS_CHECK_RECOVERED = "credentials.check_recovered"
+    CREDENTIALS_EXPIRING = "credentials.expiring"
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,60 @@ class Deployed:
         return f"Deploy failed ({self.code}), pulling {how}"
 
 
+@dataclass(frozen=True)
+class CheckFailed:
+    """A re-check of stored credentials failed after passing (or never having been checked)."""
+
+    registry: str
+    code: str
+    message: str
+
+    action = AuditAction.CREDENTIALS_CHECK_FAILED
+    outcome = "failed"
+
+    def details(self) -> dict[str, Any]:
+        return {"registry": self.registry, "code": self.code, "message": self.message}
+
+    @property
+    def summary(self) -> str:
+        return f"Registry credentials for {self.registry} stopped working ({self.code}): {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckRecovered:
+    """A re-check of stored credentials passed again after failing."""
+
+    registry: str
+
+    action = AuditAction.CREDENTIALS_CHECK_RECOVERED
+    outcome = "passed"
+
+    def details(self) -> dict[str, Any]:
+        return {"registry": self.registry}
+
+    @property
+    def summary(self) -> str:
+        return f"Registry credentials for {self.registry} work again"
+
+
+@dataclass(frozen=True)
+class ExpiryNear:
+    """Stored credentials entered the warning window before the expiry date the user gave."""
+
+    registry: str
+    expires_on: str  # ISO date
+
+    action = AuditAction.CREDENTIALS_EXPIRING
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"registry": self.registry, "expires_on": self.expires_on}
+
+    @property
+    def summary(self) -> str:
+        return f"Registry credentials for {self.registry} expire on {self.expires_on}: renew them"
+
+
 AuditEvent = (
     ServiceCreated
     | CredentialsSaved
@@ -207,6 +264,9 @@ AuditEvent = (
     | SettingsChanged
     | Deployed
     | Stopped
+    | CheckFailed
+    | CheckRecovered
+    | ExpiryNear
 )
 
 
@@ -275,6 +335,12 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
             image=_text(details, "image"),
             platform=_text(details, "platform"),
         )
+    if action == AuditAction.CREDENTIALS_CHECK_FAILED:
+        return CheckFailed(_text(details, "registry"), _text(details, "code"), _text(details, "message"))
+    if action == AuditAction.CREDENTIALS_CHECK_RECOVERED:
+        return CheckRecovered(_text(details, "registry"))
+    if action == AuditAction.CREDENTIALS_EXPIRING:
+        return ExpiryNear(_text(details, "registry"), _text(details, "expires_on"))
     return None
 
 
@@ -306,7 +372,8 @@ def record(session: Session, *, principal: Principal, service: Service, event: A
     session.add(
         AuditLog(
             project_id=service.project_id,
-            actor_id=principal.user_id,
+            # The system is no user row: its entries have no actor id (the email says "guara").
+            actor_id=None if principal == SYSTEM else principal.user_id,
             actor_email=principal.email,
             action=event.action.value,
             target_type="service",

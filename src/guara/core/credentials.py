@@ -12,14 +12,14 @@ import contextlib
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from guara.core import audit, validation
+from guara.core import audit, credential_health, validation
 from guara.core.access import mark_changed, service_of
 from guara.core.accounts import Principal
 from guara.core.errors import CredentialsUnreadable, InvalidInput, PreflightFailed
@@ -33,7 +33,7 @@ from guara.secrets import (
     register_secret,
     seal,
 )
-from guara.store.models import RegistryCredential, Service, utcnow
+from guara.store.models import CredentialHealth, RegistryCredential, Service, utcnow
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -55,6 +55,8 @@ class CredentialsChange:
     registry: str
     username: str | None = None
     password: SecretStr | None = None
+    # The date the credentials expire (warned about 14 days before); None clears it, "keep" keeps it.
+    expires_on: date | Literal["keep"] | None = "keep"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class CredentialsView:
     verified_at: datetime | None
     verification: Verification
     updated_at: datetime
+    health: credential_health.HealthView
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def mask_username(username: str) -> str:
     return username[:head] + "•••" + (username[-tail:] if tail else "")
 
 
-def view_of(row: RegistryCredential) -> CredentialsView:
+def view_of(row: RegistryCredential, health: CredentialHealth | None = None) -> CredentialsView:
     return CredentialsView(
         registry=row.registry_host,
         username_masked=mask_username(row.username),
@@ -91,13 +94,16 @@ def view_of(row: RegistryCredential) -> CredentialsView:
         verified_at=row.verified_at,
         verification="passed" if row.verification == "passed" else "overridden",
         updated_at=row.updated_at,
+        health=credential_health.health_of(row, health, today=utcnow().date()),
     )
 
 
 def views_in_project(session: Session, *, project_id: uuid.UUID) -> dict[uuid.UUID, CredentialsView]:
     """Masked credentials of every service of an authorised project, by service id, in one query."""
     rows = session.scalars(select(RegistryCredential).where(RegistryCredential.project_id == project_id))
-    return {row.service_id: view_of(row) for row in rows}
+    health = session.scalars(select(CredentialHealth).where(CredentialHealth.project_id == project_id))
+    by_service = {row.service_id: row for row in health}
+    return {row.service_id: view_of(row, by_service.get(row.service_id)) for row in rows}
 
 
 # --- input rules (the one place for each) -----------------------------------------------------------
@@ -298,6 +304,7 @@ def write(
     row.verification = verification
     row.verified_at = now if verification == "passed" else None
     row.updated_at = now
+    credential_health.reset_after_save(session, service, passed_at=row.verified_at)
     return row
 
 
@@ -343,6 +350,8 @@ async def save_credentials(
     def save(session: Session) -> CredentialsView:
         mark_changed(session, service)
         row = write(ctx, session, service=service, prepared=prepared, verification=verification)
+        if change.expires_on != "keep":
+            credential_health.set_expiry(session, service, change.expires_on)
         event = audit.CredentialsSaved(
             registry=prepared.registry,
             added=previous_registry is None,
@@ -350,7 +359,7 @@ async def save_credentials(
             preflight=verification,
         )
         audit.record(session, principal=principal, service=service, event=event)
-        return view_of(row)
+        return view_of(row, session.get(CredentialHealth, service.id))
 
     return await ctx.db.run(save)
 

@@ -21,7 +21,7 @@ from guara.core.runtimes import RUNNING
 from guara.deploy import DEFAULT_PLATFORM
 from guara.registry import same_registry
 from guara.store import UniqueViolation, flush
-from guara.store.models import Deployment, RegistryCredential, Service
+from guara.store.models import CredentialHealth, Deployment, RegistryCredential, Service
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -97,7 +97,8 @@ def _view(session: Session, service: Service) -> ServiceView:
         .order_by(Deployment.created_at.desc())
         .limit(1)
     )
-    return view_of(service, credentials.view_of(row) if row else None, url)
+    health = session.get(CredentialHealth, service.id) if row else None
+    return view_of(service, credentials.view_of(row, health) if row else None, url)
 
 
 async def create_service(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -142,6 +143,30 @@ class RegistryCredential(Base):
     verification: Mapped[str] = mapped_column(String(16))  # passed | overridden
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CredentialHealth(Base):
+    """What the last scheduled (or Check now) preflight of a service's stored credentials found, the
+    expiry date the user gave, and the scheduler's lease. Kept beside the credentials row: a save
+    resets the results, a removal leaves them unread until credentials come back."""
+
+    __tablename__ = "credential_health"
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_passed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The expires_on date whose 14-day window was already announced (audited once per date).
+    expiry_warned_for: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The lease: a scheduler claims a due service by moving next_check_at forward in one conditional
+    # UPDATE; whoever's UPDATE matched checks it, so each interval has exactly one check.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    checked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class AuditLog(Base):

@@ -1,0 +1,135 @@
+"""Re-checking stored credentials: one check of one service (the scheduler's unit of work, never
+counted against anyone's limit) and *Check now* (a user's, counted like Test Connection).
+
+A check opens the stored password for the one preflight, runs it on the event loop between two short
+transactions, and records the result only if the credentials it checked are still the stored ones
+(a save racing the check wins).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from guara.core import credential_health, credentials
+from guara.core.access import service_of
+from guara.core.accounts import SYSTEM, Principal
+from guara.core.credential_health import CheckOutcome, HealthView, Transition
+from guara.core.errors import Conflict, CredentialsUnreadable, InvalidInput
+from guara.core.preflights import RegistryLogin, count_preflight, run_preflight
+from guara.store.models import CredentialHealth, RegistryCredential, Service, utcnow
+
+if TYPE_CHECKING:
+    from guara.context import AppContext
+
+NO_CREDENTIALS = (
+    "the service has no registry credentials to check; add them under Settings → Private Registry"
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A recorded check: the health after it, and the transitions it caused (None: not recorded
+    because the credentials changed or went away while it ran)."""
+
+    health: HealthView | None
+    transition: Transition | None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    image: str
+    fingerprint: str
+    login: RegistryLogin | None
+    unreadable: str | None  # the reason the stored password did not open
+
+
+def _load(ctx: AppContext, session: Session, service: Service) -> _Loaded | None:
+    fingerprint = credentials.fingerprint(session, service_id=service.id)
+    if fingerprint is None:
+        return None
+    try:
+        login = credentials.open_stored(ctx, session, service_id=service.id)
+    except CredentialsUnreadable as exc:
+        return _Loaded(service.image, fingerprint, None, exc.message)
+    return _Loaded(service.image, fingerprint, login, None)
+
+
+async def _outcome(ctx: AppContext, loaded: _Loaded) -> CheckOutcome:
+    if loaded.login is None:
+        return CheckOutcome(CredentialsUnreadable.code, loaded.unreadable or "")
+    result = await run_preflight(ctx, image=loaded.image, login=loaded.login)
+    if result.ok:
+        return CheckOutcome(None, "", result.digest)
+    return CheckOutcome(result.code.value if result.code else "network_error", result.message)
+
+
+def _record(
+    ctx: AppContext,
+    session: Session,
+    *,
+    service_id: uuid.UUID,
+    loaded: _Loaded,
+    outcome: CheckOutcome,
+    now: datetime,
+    actor: Principal,
+) -> CheckResult:
+    service = session.get(Service, service_id)
+    stored = session.get(RegistryCredential, service_id)
+    if service is None or stored is None:
+        return CheckResult(None, None)
+    if credentials.fingerprint(session, service_id=service_id) != loaded.fingerprint:
+        # Saved or replaced while the check ran: the result is about credentials no longer stored.
+        return CheckResult(None, None)
+    transition = credential_health.record_check(
+        session, service=service, credentials=stored, outcome=outcome, now=now, actor=actor
+    )
+    health = credential_health.health_of(stored, session.get(CredentialHealth, service_id), today=now.date())
+    return CheckResult(health, transition)
+
+
+async def check_service(
+    ctx: AppContext, *, service_id: uuid.UUID, now: datetime | None = None
+) -> CheckResult:
+    """One scheduled check of a service's stored credentials, as the system: not rate limited.
+    Nothing happens for a service without credentials (or one that is gone)."""
+
+    def load(session: Session) -> _Loaded | None:
+        service = session.get(Service, service_id)
+        return _load(ctx, session, service) if service is not None else None
+
+    loaded = await ctx.db.run(load)
+    if loaded is None:
+        return CheckResult(None, None)
+    outcome = await _outcome(ctx, loaded)
+    at = now or utcnow()
+    return await ctx.db.run(
+        lambda session: _record(
+            ctx, session, service_id=service_id, loaded=loaded, outcome=outcome, now=at, actor=SYSTEM
+        )
+    )
+
+
+async def check_now(ctx: AppContext, principal: Principal, *, service_id: uuid.UUID) -> HealthView:
+    """*Check now*: one check of the caller's service, counted against their Test Connection limit."""
+
+    def load(session: Session) -> _Loaded | None:
+        return _load(ctx, session, service_of(session, principal=principal, service_id=service_id))
+
+    loaded = await ctx.db.run(load)
+    if loaded is None:
+        raise InvalidInput(NO_CREDENTIALS, code="no_credentials")
+    await count_preflight(ctx, principal)
+    outcome = await _outcome(ctx, loaded)
+    result = await ctx.db.run(
+        lambda session: _record(
+            ctx, session, service_id=service_id, loaded=loaded, outcome=outcome, now=utcnow(), actor=principal
+        )
+    )
+    if result.health is None:
+        raise Conflict("the credentials changed or were removed while they were checked; check again")
+    return result.health

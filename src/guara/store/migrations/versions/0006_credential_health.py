@@ -1,0 +1,43 @@
+"""credential health: scheduled re-check results, expiry date and the scheduler's lease per service
+
+Revision ID: 0006
+Revises: 0003
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "credential_health",
+        sa.Column("service_id", sa.Uuid(), nullable=False),
+        sa.Column("project_id", sa.Uuid(), nullable=False),
+        sa.Column("last_checked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_passed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("code", sa.String(length=32), nullable=True),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("expires_on", sa.Date(), nullable=True),
+        sa.Column("expiry_warned_for", sa.Date(), nullable=True),
+        sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("checked_by", sa.String(length=128), nullable=True),
+        sa.ForeignKeyConstraint(["service_id"], ["services.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("service_id"),
+    )
+    op.create_index("ix_credential_health_project_id", "credential_health", ["project_id"])
+    op.create_index("ix_credential_health_next_check_at", "credential_health", ["next_check_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_credential_health_next_check_at", table_name="credential_health")
+    op.drop_index("ix_credential_health_project_id", table_name="credential_health")
+    op.drop_table("credential_health")
