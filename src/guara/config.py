@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     engine_publish_ip: str = "127.0.0.1"
     # How long a new container may take to become ready before the deploy fails (start_failed).
     engine_start_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # How often each service's stored credentials are re-checked in the background (seconds).
+    health_interval: float = Field(default=21600.0, gt=0, le=30 * 24 * 3600)
     log_level: str = "info"
     session_max_age_s: int = 14 * 24 * 3600
     # Behind a TLS-terminating proxy guara sees plain http: set true so cookies are still Secure.

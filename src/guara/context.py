@@ -17,6 +17,7 @@ import httpx
 from guara.config import ENGINE_SOCKETS, ConfigurationError, Settings
 from guara.core.deploy_runner import DeploymentRunner
 from guara.core.engine_runtime import EngineRuntime
+from guara.core.health_scheduler import HealthScheduler
 from guara.core.runtimes import KubernetesRuntime, RenderRuntime, Runtime
 from guara.deploy import DockerEngine, KubernetesApplier
 from guara.ratelimit import (
@@ -73,6 +74,7 @@ class AppContext:
         self.db = db
         self.limiters = limiters
         self.deployments = deployments
+        self.health = HealthScheduler(interval_s=settings.health_interval)
         self.registry = RegistryOptions.build(
             ca_file=settings.extra_ca_file,
             ssrf_allow=settings.ssrf_allow,
@@ -115,11 +117,14 @@ class AppContext:
         return self._keyring
 
     def start_background_work(self) -> None:
-        """Start what runs beside the requests, on the running event loop: the deployment lease."""
+        """Start what runs beside the requests, on the running event loop: the deployment lease and
+        the credential health checks."""
         self.deployments.start(self)
+        self.health.start(self)
 
     async def stop_background_work(self) -> None:
         """Let running deployments finish (up to the runner's grace period), cancel the rest."""
+        await self.health.aclose()
         await self.deployments.aclose()
 
     def close(self) -> None:
