@@ -3,6 +3,8 @@ the pinned ``registry_credentials.health``, Check now, the expiry date and the a
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -180,3 +182,73 @@ def test_a_malformed_expiry_date_is_a_clear_error(lab_client: ApiUser) -> None:
     )
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_input"
+
+
+def _deploy(client: ApiUser, service_id: str) -> dict[str, Any]:
+    started = client.post(f"/services/{service_id}/deployments")
+    assert started.status_code == 202, started.text
+    return _until_done(client, service_id, started.json()["id"])
+
+
+def _until_done(client: ApiUser, service_id: str, deployment_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        body: dict[str, Any] = client.get(f"/services/{service_id}/deployments/{deployment_id}").json()
+        if body["status"] in ("succeeded", "failed"):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.02)
+
+
+def _check_on_app_loop(client: ApiUser, context: AppContext, service_id: str) -> health_checks.CheckResult:
+    """A scheduled check on the app's event loop (where an auto-deploy's task lives on)."""
+    portal = client.http.portal
+    assert portal is not None
+    check = functools.partial(health_checks.check_service, context, service_id=uuid.UUID(service_id))
+    return portal.call(check)
+
+
+def test_a_moved_tag_is_noticed_and_auto_deployed_only_when_opted_in(
+    lab_client: ApiUser, lab_context: AppContext, registry: OwnRegistry
+) -> None:
+    project_id, service_id = _service_with_credentials(lab_client, registry)
+    deployed = _deploy(lab_client, service_id)
+    assert deployed["status"] == "succeeded", deployed
+    _check_on_app_loop(lab_client, lab_context, service_id)
+    service = lab_client.get(f"/services/{service_id}").json()
+    assert service["tag_moved"] is None and service["auto_deploy_on_tag_move"] is False
+
+    moved = registry.registry.push_image("acme/api:v1", files={"etc/release": b"2\n"})
+    assert moved != deployed["digest"]
+    _check_on_app_loop(lab_client, lab_context, service_id)
+    notice = lab_client.get(f"/services/{service_id}").json()["tag_moved"]
+    assert notice == {"tag": "v1", "digest": moved, "deployed_digest": deployed["digest"]}
+    assert [d["id"] for d in lab_client.get(f"/services/{service_id}/deployments").json()] == [deployed["id"]]
+    _check_on_app_loop(lab_client, lab_context, service_id)  # announced once per digest
+    entries = [e for e in _actions(lab_client, project_id) if e["action"] == "service.tag_moved"]
+    assert len(entries) == 1 and entries[0]["details"]["auto_deploy"] is False
+    assert entries[0]["actor_email"] == "guara"
+
+    opted = lab_client.request("PATCH", f"/services/{service_id}", json={"auto_deploy_on_tag_move": True})
+    assert opted.status_code == 200 and opted.json()["auto_deploy_on_tag_move"] is True
+    again = registry.registry.push_image("acme/api:v1", files={"etc/release": b"3\n"})
+    _check_on_app_loop(lab_client, lab_context, service_id)
+    history = lab_client.get(f"/services/{service_id}/deployments").json()
+    assert len(history) == 2
+    done = _until_done(lab_client, service_id, history[0]["id"])
+    assert done["status"] == "succeeded" and done["digest"] == again
+    assert lab_client.get(f"/services/{service_id}").json()["tag_moved"] is None
+    actions = [e["action"] for e in _actions(lab_client, project_id)]
+    assert actions.count("service.tag_moved") == 2 and "service.deploy" in actions
+
+
+def test_a_multi_platform_tag_is_not_taken_for_a_moved_one(
+    lab_client: ApiUser, lab_context: AppContext, registry: OwnRegistry
+) -> None:
+    registry.registry.push_index("acme/api:v1", platforms=("linux/amd64", "linux/arm64"))
+    _project_id, service_id = _service_with_credentials(lab_client, registry)
+    deployed = _deploy(lab_client, service_id)
+    assert deployed["status"] == "succeeded", deployed
+    assert deployed["digest"] != registry.registry.images["acme/api:v1"]  # the platform's manifest
+    _check_on_app_loop(lab_client, lab_context, service_id)
+    assert lab_client.get(f"/services/{service_id}").json()["tag_moved"] is None

@@ -118,6 +118,9 @@ class ServiceUpdate(Input):
     platform: str | None = Field(default=None, json_schema_extra=documented(pattern=PLATFORM_PATTERN))
     port: int | None = Field(default=None, json_schema_extra={"minimum": 1, "maximum": 65535})
     health_path: str | None = Field(default=None, json_schema_extra=documented(pattern=HEALTH_PATH_PATTERN))
+    auto_deploy_on_tag_move: bool | None = Field(
+        default=None, description="deploy by itself when a credentials check sees the tag moved"
+    )
 
     def change(self) -> ServiceChange:
         """Fields left out keep their value; an explicit ``health_path: null`` clears it."""
@@ -127,6 +130,9 @@ class ServiceUpdate(Input):
             platform=self.platform if self.platform is not None else KEEP,
             port=self.port if self.port is not None else KEEP,
             health_path=self.health_path if "health_path" in given else KEEP,
+            auto_deploy_on_tag_move=(
+                self.auto_deploy_on_tag_move if self.auto_deploy_on_tag_move is not None else KEEP
+            ),
         )
 
 
@@ -190,6 +196,16 @@ class ServicePublic(Output):
     url: str | None = Field(description="the running container's published address (engine runtime)")
     created_at: datetime
     updated_at: datetime
+    tag_moved: TagMovedPublic | None = Field(
+        description="the tag points to another digest than the deployed one (seen by the last check)"
+    )
+    auto_deploy_on_tag_move: bool
+
+
+class TagMovedPublic(Output):
+    tag: str
+    digest: str
+    deployed_digest: str
 
 
 class PreflightPublic(Output):

@@ -41,6 +41,7 @@ class AuditAction(enum.StrEnum):
     CREDENTIALS_CHECK_FAILED = "credentials.check_failed"
     CREDENTIALS_CHECK_RECOVERED = "credentials.check_recovered"
     CREDENTIALS_EXPIRING = "credentials.expiring"
+    SERVICE_TAG_MOVED = "service.tag_moved"
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,32 @@ class ExpiryNear:
         return f"Registry credentials for {self.registry} expire on {self.expires_on}: renew them"
 
 
+@dataclass(frozen=True)
+class TagMoved:
+    """The service's tag now points to another digest than the deployed one."""
+
+    tag: str
+    digest: str
+    deployed_digest: str
+    auto_deploy: bool
+
+    action = AuditAction.SERVICE_TAG_MOVED
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "digest": self.digest,
+            "deployed_digest": self.deployed_digest,
+            "auto_deploy": self.auto_deploy,
+        }
+
+    @property
+    def summary(self) -> str:
+        then = "; deploying it (auto-deploy)" if self.auto_deploy else ""
+        return f"{self.tag} now points to {self.digest}, deployed {self.deployed_digest}{then}"
+
+
 AuditEvent = (
     ServiceCreated
     | CredentialsSaved
@@ -267,6 +294,7 @@ AuditEvent = (
     | CheckFailed
     | CheckRecovered
     | ExpiryNear
+    | TagMoved
 )
 
 
@@ -339,6 +367,13 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
         return CheckFailed(_text(details, "registry"), _text(details, "code"), _text(details, "message"))
     if action == AuditAction.CREDENTIALS_CHECK_RECOVERED:
         return CheckRecovered(_text(details, "registry"))
+    if action == AuditAction.SERVICE_TAG_MOVED:
+        return TagMoved(
+            _text(details, "tag"),
+            _text(details, "digest"),
+            _text(details, "deployed_digest"),
+            bool(details.get("auto_deploy")),
+        )
     if action == AuditAction.CREDENTIALS_EXPIRING:
         return ExpiryNear(_text(details, "registry"), _text(details, "expires_on"))
     return None

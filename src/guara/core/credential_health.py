@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guara.core import audit
 from guara.core.accounts import SYSTEM, Principal
-from guara.store.models import CredentialHealth, RegistryCredential, Service
+from guara.core.runtimes import RUNNING, SUCCEEDED
+from guara.registry import parse_image_reference
+from guara.store.models import CredentialHealth, Deployment, RegistryCredential, Service
 
 HealthStatus = Literal["passing", "failing", "unknown"]
 # How long before the expiry date people are warned (and the one audit entry is written).
@@ -76,7 +79,9 @@ def row_for(session: Session, service: Service) -> CredentialHealth:
     """The service's health row, added to the session when it has none yet."""
     row = session.get(CredentialHealth, service.id)
     if row is None:
-        row = CredentialHealth(service_id=service.id, project_id=service.project_id, message="")
+        row = CredentialHealth(
+            service_id=service.id, project_id=service.project_id, message="", auto_deploy=False
+        )
         session.add(row)
     return row
 
@@ -99,7 +104,8 @@ def set_expiry(session: Session, service: Service, expires_on: date | None) -> N
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check's result: ``code`` None exactly when it passed; ``digest`` what the tag points to."""
+    """One check's result: ``code`` None exactly when it passed; ``digest`` what the tag points to
+    for the service's platform (None when not read: nothing deployed to compare with)."""
 
     code: str | None
     message: str
@@ -118,6 +124,8 @@ class Transition:
     project_id: uuid.UUID
     service_name: str
     events: tuple[audit.AuditEvent, ...]
+    # The tag moved and the service opted in to deploying it.
+    deploy: bool = False
 
 
 def record_check(
@@ -127,6 +135,7 @@ def record_check(
     credentials: RegistryCredential,
     outcome: CheckOutcome,
     now: datetime,
+    deployed: str | None = None,
     actor: Principal = SYSTEM,
 ) -> Transition:
     """Store one check's result; a change between passing and failing, and entering the expiry
@@ -154,6 +163,66 @@ def record_check(
     ):
         row.expiry_warned_for = expires_on
         events.append(audit.ExpiryNear(registry, expires_on.isoformat()))
+    moved = _note_tag(row, service.image, outcome, deployed) if outcome.passed else None
+    if moved is not None:
+        events.append(audit.TagMoved(moved.tag, moved.digest, moved.deployed_digest, row.auto_deploy))
     for event in events:
         audit.record(session, principal=actor, service=service, event=event)
-    return Transition(service.id, service.project_id, service.name, tuple(events))
+    deploy = moved is not None and row.auto_deploy
+    return Transition(service.id, service.project_id, service.name, tuple(events), deploy)
+
+
+@dataclass(frozen=True)
+class TagMoved:
+    """The pinned ``tag_moved`` of a service: its tag points to ``digest``, ``deployed_digest`` runs."""
+
+    tag: str
+    digest: str
+    deployed_digest: str
+
+
+def _note_tag(
+    row: CredentialHealth, image: str, outcome: CheckOutcome, deployed: str | None
+) -> TagMoved | None:
+    """Keep what the tag points to; a move not announced yet (once per digest) is returned."""
+    if outcome.digest is None:
+        return None
+    row.tag_digest, row.tag_image = outcome.digest, image
+    moved = tag_moved_of(image, row, deployed)
+    if moved is None or row.tag_moved_to == moved.digest:
+        return None
+    row.tag_moved_to = moved.digest
+    return moved
+
+
+def tag_moved_of(image: str, row: CredentialHealth | None, deployed: str | None) -> TagMoved | None:
+    """Whether the service's tag (as last checked) points elsewhere than its deployed digest."""
+    if row is None or row.tag_digest is None or row.tag_image != image or deployed is None:
+        return None
+    if row.tag_digest == deployed:
+        return None
+    tag = parse_image_reference(image).tag
+    return TagMoved(tag, row.tag_digest, deployed) if tag is not None else None
+
+
+_DEPLOYED = (RUNNING, SUCCEEDED)
+
+
+def deployed_digest(session: Session, service_id: uuid.UUID) -> str | None:
+    """The digest of the service's deployment in place: its latest that succeeded or runs."""
+    return session.scalar(
+        select(Deployment.digest)
+        .where(Deployment.service_id == service_id, Deployment.status.in_(_DEPLOYED))
+        .order_by(Deployment.created_at.desc())
+        .limit(1)
+    )
+
+
+def deployed_digests(session: Session, project_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """``deployed_digest`` of every service of a project that has one (one query)."""
+    rows = session.execute(
+        select(Deployment.service_id, Deployment.digest, Deployment.created_at)
+        .where(Deployment.project_id == project_id, Deployment.status.in_(_DEPLOYED))
+        .order_by(Deployment.created_at)
+    )
+    return {service_id: digest for service_id, digest, _at in rows if digest}

@@ -241,5 +241,5 @@ def _without_health_row(session: Session) -> list[tuple[uuid.UUID, uuid.UUID]]:
 
 
 def _add_health_row(session: Session, *, service_id: uuid.UUID, project_id: uuid.UUID) -> None:
-    session.add(CredentialHealth(service_id=service_id, project_id=project_id, message=""))
+    session.add(CredentialHealth(service_id=service_id, project_id=project_id, message="", auto_deploy=False))
     flush(session)

@@ -167,6 +167,13 @@ class CredentialHealth(Base):
     # UPDATE; whoever's UPDATE matched checks it, so each interval has exactly one check.
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     checked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The digest the service's tag pointed to (for its platform) at the last passing check, and the
+    # one whose move was already announced (audited, notified, auto-deployed once per digest).
+    tag_digest: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    tag_image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # the image it is of
+    tag_moved_to: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Opt-in: deploy by itself when the tag moves (an audited deploy like any other).
+    auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AuditLog(Base):

@@ -1,4 +1,5 @@
-"""credential health: scheduled re-check results, expiry date and the scheduler's lease per service
+"""credential health: scheduled re-check results, expiry date, the scheduler's lease and the tag's
+digest (auto-deploy opt-in) per service
 
 Revision ID: 0006
 Revises: 0003
@@ -29,6 +30,10 @@ def upgrade() -> None:
         sa.Column("expiry_warned_for", sa.Date(), nullable=True),
         sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("checked_by", sa.String(length=128), nullable=True),
+        sa.Column("tag_digest", sa.String(length=100), nullable=True),
+        sa.Column("tag_image", sa.String(length=512), nullable=True),
+        sa.Column("tag_moved_to", sa.String(length=100), nullable=True),
+        sa.Column("auto_deploy", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["service_id"], ["services.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("service_id"),
