@@ -19,6 +19,7 @@ from guara.core.deploy_runner import DeploymentRunner
 from guara.core.engine_runtime import EngineRuntime
 from guara.core.health_scheduler import HealthScheduler
 from guara.core.runtimes import KubernetesRuntime, RenderRuntime, Runtime
+from guara.core.webhooks import WebhookSender
 from guara.deploy import DockerEngine, KubernetesApplier
 from guara.ratelimit import (
     DEPLOYS_PER_MINUTE,
@@ -75,6 +76,7 @@ class AppContext:
         self.limiters = limiters
         self.deployments = deployments
         self.health = HealthScheduler(interval_s=settings.health_interval)
+        self.webhooks = WebhookSender()
         self.registry = RegistryOptions.build(
             ca_file=settings.extra_ca_file,
             ssrf_allow=settings.ssrf_allow,
@@ -125,6 +127,7 @@ class AppContext:
     async def stop_background_work(self) -> None:
         """Let running deployments finish (up to the runner's grace period), cancel the rest."""
         await self.health.aclose()
+        await self.webhooks.aclose()
         await self.deployments.aclose()
 
     def close(self) -> None:

@@ -254,6 +254,30 @@ class DeploymentPublic(Output):
     updated_at: datetime
 
 
+class WebhookSet(Input):
+    url: str = Field(min_length=1, max_length=2048, description="an http:// or https:// URL")
+    secret: SecretStr = Field(min_length=16, max_length=512, description="signs each delivery; never shown")
+
+
+class WebhookDeliveryPublic(Output):
+    id: int
+    event: str
+    service_id: uuid.UUID | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    response_status: int | None
+    error: str = Field(description="why the last attempt failed: code, then a message")
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class WebhookPublic(Output):
+    url: str
+    has_secret: bool
+    updated_at: datetime
+    deliveries: list[WebhookDeliveryPublic]
+
+
 class ServiceLogsPublic(Output):
     deployment_id: uuid.UUID
     lines: list[str] = Field(description="the running container's last log lines, oldest first, redacted")

@@ -140,6 +140,7 @@ async def check_service(
             ctx, session, service_id=service_id, loaded=loaded, outcome=outcome, now=at, actor=SYSTEM
         )
     )
+    ctx.webhooks.dispatch(ctx, result.transition)
     if result.transition is not None and result.transition.deploy:
         await _auto_deploy(ctx, service_id)
     return result
@@ -190,6 +191,7 @@ async def check_now(ctx: AppContext, principal: Principal, *, service_id: uuid.U
     )
     if result.health is None:
         raise Conflict("the credentials changed or were removed while they were checked; check again")
+    ctx.webhooks.dispatch(ctx, result.transition)
     if result.transition is not None and result.transition.deploy:
         await _auto_deploy(ctx, service_id)
     return result.health

@@ -40,9 +40,43 @@ def upgrade() -> None:
     )
     op.create_index("ix_credential_health_project_id", "credential_health", ["project_id"])
     op.create_index("ix_credential_health_next_check_at", "credential_health", ["next_check_at"])
+    op.create_table(
+        "project_webhooks",
+        sa.Column("project_id", sa.Uuid(), nullable=False),
+        sa.Column("url", sa.String(length=2048), nullable=False),
+        sa.Column("secret_sealed", sa.Text(), nullable=False),
+        sa.Column("key_version", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("project_id"),
+    )
+    op.create_index("ix_project_webhooks_key_version", "project_webhooks", ["key_version"])
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("project_id", sa.Uuid(), nullable=False),
+        sa.Column("event", sa.String(length=64), nullable=False),
+        sa.Column("service_id", sa.Uuid(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("response_status", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_webhook_deliveries_project_id_id", "webhook_deliveries", ["project_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_project_id_id", table_name="webhook_deliveries")
+    op.drop_table("webhook_deliveries")
+    op.drop_index("ix_project_webhooks_key_version", table_name="project_webhooks")
+    op.drop_table("project_webhooks")
     op.drop_index("ix_credential_health_next_check_at", table_name="credential_health")
     op.drop_index("ix_credential_health_project_id", table_name="credential_health")
     op.drop_table("credential_health")
