@@ -7,6 +7,7 @@ and the page says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Annotated
 
 from fastapi import Form
@@ -23,7 +24,18 @@ NO_SECRET = SecretStr("")
 # The fields the service forms show an error next to; an error about any other field is shown for the
 # whole form. The API's name for the credentials pair is shown at the username.
 _SHOWN_FIELDS = frozenset(
-    {"name", "build_method", "image", "registry", "username", "password", "port", "health_path", "platform"}
+    {
+        "name",
+        "build_method",
+        "image",
+        "registry",
+        "username",
+        "password",
+        "port",
+        "health_path",
+        "platform",
+        "expires_on",
+    }
 )
 _FIELD_OF = {"registry_credentials": "username"}
 
@@ -131,3 +143,16 @@ def new_credentials(
     if user is None or secret is None:
         return None
     return CredentialsChange(registry.strip() or default_registry, user, secret)
+
+
+def expiry_date(value: str) -> date | None:
+    """The *expires on* field: empty clears the date; otherwise a calendar date (YYYY-MM-DD)."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            "enter the expiry date as YYYY-MM-DD, or leave it empty", field="expires_on"
+        ) from None

@@ -14,7 +14,15 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from guara.context import AppContext
-from guara.core import connection_tests, credentials, deployments, projects, services, validation
+from guara.core import (
+    connection_tests,
+    credentials,
+    deployments,
+    health_checks,
+    projects,
+    services,
+    validation,
+)
 from guara.core.accounts import Principal
 from guara.core.connection_tests import AccessProbe, ConnectionTest
 from guara.core.credentials import CredentialsChange
@@ -41,6 +49,7 @@ from guara.web.forms import (
     FormText,
     PageErrors,
     WizardValues,
+    expiry_date,
     new_credentials,
     optional_secret,
     optional_text,
@@ -52,7 +61,9 @@ from guara.web.presenters import (
     connection_result_from,
     credentials_display,
     deployment_display,
+    health_display,
     rate_limited_result,
+    tag_moved_display,
 )
 from guara.web.views import render, see_other
 
@@ -69,6 +80,7 @@ SAVED_NOTES = {
     "passed": "Credentials saved. Test Connection passed with these values.",
     "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
     "removed": f"Credentials removed. {credentials.ANONYMOUS_NOTE}",
+    "checked": "Checked the stored credentials against the registry just now.",
 }
 
 
@@ -242,6 +254,8 @@ async def _service_context(ctx: AppContext, user: Principal, service_id: uuid.UU
         "service": service,
         "project": project,
         "credentials": credentials_display(stored) if stored else None,
+        "health": health_display(stored.health) if stored else None,
+        "tag_moved": tag_moved_display(service.tag_moved) if service.tag_moved else None,
         "image_registry": validation.image_reference(service.image).registry,
     }
 
@@ -404,6 +418,7 @@ async def save_credentials_form(
     username: FormText = "",
     password: FormSecret = NO_SECRET,
     skip_verification: FormText = "",
+    expires_on: FormText = "",
     action: FormText = "save",
 ) -> Response:
     context = await _service_context(ctx, user, service_id)
@@ -415,7 +430,7 @@ async def save_credentials_form(
         skip_verification=skip_verification,
         default_registry=context["image_registry"],
     )
-    page: dict[str, Any] = {"edit": True, "values": values}
+    page: dict[str, Any] = {"edit": True, "values": values, "expires_value": expires_on.strip()}
     try:
         if action == "test":
             tested = await _test_connection(
@@ -434,7 +449,9 @@ async def save_credentials_form(
             ctx,
             user,
             service_id=service.id,
-            change=CredentialsChange(values.registry, optional_text(username), optional_secret(password)),
+            change=CredentialsChange(
+                values.registry, optional_text(username), optional_secret(password), expiry_date(expires_on)
+            ),
             skip_verification=values.skip_verification,
         )
     except NotFound:
@@ -442,6 +459,21 @@ async def save_credentials_form(
     except GuaraError as exc:
         return _settings(request, context, **_failure(ctx, exc), **page)
     return see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
+
+
+@router.post("/services/{service_id}/settings/registry-credentials/check")
+async def check_now_form(
+    request: Request, ctx: ContextDep, user: FormUser, service_id: uuid.UUID
+) -> Response:
+    """Check now: one check of the stored credentials (counts against the Test Connection limit)."""
+    try:
+        await health_checks.check_now(ctx, user, service_id=service_id)
+    except NotFound:
+        raise
+    except GuaraError as exc:  # the rate limit, no credentials, a racing save: said above the card
+        context = await _service_context(ctx, user, service_id)
+        return _settings(request, context, status_code=status_for(exc), errors=PageErrors(form=exc.message))
+    return see_other(f"/services/{service_id}/settings?saved=checked#private-registry")
 
 
 @router.get("/services/{service_id}/settings/registry-credentials/remove")
