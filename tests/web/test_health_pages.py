@@ -141,3 +141,22 @@ def test_overview_says_when_the_tag_moved_with_a_deploy_button(
     assert f"v1 now points to {moved} — deployed {deployed}" in text_of(overview)
     assert f"Deploy {moved[:19]}…" in text_of(overview)
     assert "tag moved" in text_of(owner.http.get(f"/projects/{project_id}").text)
+
+
+def test_auto_deploy_is_a_deploy_setting(
+    owner: WebUser, lab_context: AppContext, registry: OwnRegistry
+) -> None:
+    project_id, service_id = _service(owner, lab_context, registry)
+    form = {"image": registry.registry.ref("acme/api:v1"), "platform": "linux/amd64", "port": "8080"}
+    saved = owner.post_form(
+        f"/services/{service_id}/settings/deploy", {**form, "auto_deploy_on_tag_move": "on"}
+    )
+    assert saved.status_code == 303, text_of(saved.text)
+    page = owner.http.get(f"/services/{service_id}/settings").text
+    assert re.search(r'name="auto_deploy_on_tag_move" value="on"[^>]* checked', page)
+    audit = text_of(owner.http.get(f"/projects/{project_id}/audit-logs").text)
+    assert "auto deploy on tag move from off to on" in audit
+    assert owner.post_form(f"/services/{service_id}/settings/deploy", form).status_code == 303
+    assert " checked" not in re.search(
+        r'name="auto_deploy_on_tag_move"[^>]*>', owner.http.get(f"/services/{service_id}/settings").text
+    ).group(0)  # type: ignore[union-attr]

@@ -76,6 +76,7 @@ class DeployFormValues:
     platform: str = ""
     port: str = str(DEFAULT_PORT)
     health_path: str = ""
+    auto_deploy_on_tag_move: bool = False
 
 
 @dataclass

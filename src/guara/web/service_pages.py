@@ -50,6 +50,7 @@ from guara.web.forms import (
     PageErrors,
     WizardValues,
     expiry_date,
+    is_checked,
     new_credentials,
     optional_secret,
     optional_text,
@@ -338,7 +339,13 @@ def _settings(
         values = CredentialsFormValues(registry=shown.registry if shown else context["image_registry"])
     extra.setdefault(
         "deploy_values",
-        DeployFormValues(service.image, service.platform, str(service.port), service.health_path or ""),
+        DeployFormValues(
+            service.image,
+            service.platform,
+            str(service.port),
+            service.health_path or "",
+            service.auto_deploy_on_tag_move,
+        ),
     )
     extra.setdefault("deploy_errors", PageErrors())
     return render(
@@ -380,13 +387,16 @@ async def save_deploy_settings_form(
     platform_name: PlatformField = "",
     port: FormText = "",
     health_path: FormText = "",
+    auto_deploy_on_tag_move: FormText = "",
 ) -> Response:
-    """Settings → Deploy: image, platform, port and health path in one form (used by the next deploy)."""
+    """Settings → Deploy: image, platform, port, health path and auto-deploy in one form (used by the
+    next deploy)."""
     values = DeployFormValues(
         image=image.strip(),
         platform=platform_name.strip(),
         port=port.strip(),
         health_path=health_path.strip(),
+        auto_deploy_on_tag_move=is_checked(auto_deploy_on_tag_move),
     )
     try:
         change = services.ServiceChange(
@@ -394,6 +404,7 @@ async def save_deploy_settings_form(
             platform=values.platform,
             port=port_number(values.port),
             health_path=values.health_path or None,
+            auto_deploy_on_tag_move=values.auto_deploy_on_tag_move,
         )
         await services.update_service(ctx, user, service_id=service_id, change=change)
     except InvalidInput as exc:
