@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from guara.context import AppContext
-from guara.core import health_checks
+from guara.core import audit, health_checks
+from guara.core.credential_health import Transition
 from guara.store.models import utcnow
 from tests.lab import Lab
 from tests.lab.lab import OwnRegistry, own_registry
@@ -160,3 +161,42 @@ def test_auto_deploy_is_a_deploy_setting(
     assert " checked" not in re.search(
         r'name="auto_deploy_on_tag_move"[^>]*>', owner.http.get(f"/services/{service_id}/settings").text
     ).group(0)  # type: ignore[union-attr]
+
+
+def test_notifications_page_sets_the_webhook_and_shows_guard_refusals(
+    owner: WebUser, lab_context: AppContext
+) -> None:
+    project_id = create_project(lab_context, owner.email)
+    assert "/webhook" in owner.http.get(f"/projects/{project_id}").text
+    page = owner.http.get(f"/projects/{project_id}/webhook")
+    assert page.status_code == 200 and "Save webhook" in page.text and "Deliveries" not in page.text
+    secret = "whsec-dashboard-canary-123456"
+    bad = owner.post_form(f"/projects/{project_id}/webhook", {"url": "ftp://hooks.example", "secret": secret})
+    assert bad.status_code == 422 and 'aria-invalid="true"' in bad.text and secret not in bad.text
+    short = owner.post_form(
+        f"/projects/{project_id}/webhook", {"url": "https://hooks.example", "secret": "short"}
+    )
+    assert short.status_code == 422 and "16 to 512" in text_of(short.text)
+    # Link-local (cloud metadata): refused by the guard whatever GUARA_SSRF_ALLOW exempts here.
+    url = "http://169.254.169.254/latest/hook"
+    saved = owner.post_form(f"/projects/{project_id}/webhook", {"url": url, "secret": secret})
+    assert saved.status_code == 303
+    shown = owner.http.get(saved.headers["location"]).text
+    assert url in shown and secret not in shown and "Webhook saved" in text_of(shown)
+
+    event = audit.CheckFailed("ghcr.io", "auth_failed", "the registry rejected these credentials")
+    transition = Transition(uuid.uuid4(), uuid.UUID(project_id), "api", (event,))
+    portal = owner.http.portal
+    assert portal is not None
+
+    async def deliver() -> None:
+        lab_context.webhooks.dispatch(lab_context, transition)
+        await lab_context.webhooks.wait_idle()
+
+    portal.call(deliver)
+    log = owner.http.get(f"/projects/{project_id}/webhook").text
+    assert 'data-status="failed"' in log
+    assert "ssrf_blocked: 169.254.169.254" in text_of(log)
+    removed = owner.post_form(f"/projects/{project_id}/webhook/remove", {})
+    assert removed.status_code == 303
+    assert "Webhook removed" in text_of(owner.http.get(removed.headers["location"]).text)

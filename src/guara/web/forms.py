@@ -35,6 +35,8 @@ _SHOWN_FIELDS = frozenset(
         "health_path",
         "platform",
         "expires_on",
+        "url",
+        "secret",
     }
 )
 _FIELD_OF = {"registry_credentials": "username"}

@@ -15,7 +15,7 @@ from guara.core.errors import GuaraError, InvalidInput
 from guara.http.auth import SESSION_COOKIE
 from guara.http.deps import ContextDep
 from guara.http.errors import status_for
-from guara.web import audit_pages, endpoints, service_pages
+from guara.web import audit_pages, endpoints, service_pages, webhook_pages
 from guara.web.auth import (
     FormUser,
     LoginRequired,
@@ -128,6 +128,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(service_pages.router)
     app.include_router(audit_pages.router)
+    app.include_router(webhook_pages.router)
     app.include_router(endpoints.router)
 
     @app.exception_handler(LoginRequired)
