@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from guara.core import audit
 from guara.core.accounts import SYSTEM, Principal
+from guara.core.errors import InvalidInput
 from guara.core.runtimes import RUNNING, SUCCEEDED
 from guara.registry import parse_image_reference
 from guara.store.models import CredentialHealth, Deployment, RegistryCredential, Service
@@ -95,7 +96,18 @@ def reset_after_save(session: Session, service: Service, *, passed_at: datetime 
     row.next_check_at = None  # due: the scheduler looks at new credentials in its next round
 
 
+EARLIEST_EXPIRY = date(1970, 1, 1)
+
+
+def valid_expiry(expires_on: date | None) -> date | None:
+    """An expiry date people can mean (a date far in the past is a typo, and has no warning window)."""
+    if expires_on is not None and expires_on < EARLIEST_EXPIRY:
+        raise InvalidInput("expires_on must be a date from 1970-01-01 on", field="expires_on")
+    return expires_on
+
+
 def set_expiry(session: Session, service: Service, expires_on: date | None) -> None:
+    valid_expiry(expires_on)
     row = row_for(session, service)
     if row.expires_on != expires_on:
         row.expires_on = expires_on

@@ -320,6 +320,8 @@ async def save_credentials(
 
     def load(session: Session) -> tuple[Service, PreparedSave, str | None]:
         service = service_of(session, principal=principal, service_id=service_id)
+        if change.expires_on != "keep":
+            credential_health.valid_expiry(change.expires_on)
         reference = validation.image_reference(service.image)
         row = session.get(RegistryCredential, service.id)
         if row is None:
