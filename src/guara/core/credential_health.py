@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from guara.core import audit
@@ -232,9 +232,17 @@ def deployed_digest(session: Session, service_id: uuid.UUID) -> str | None:
 
 def deployed_digests(session: Session, project_id: uuid.UUID) -> dict[uuid.UUID, str]:
     """``deployed_digest`` of every service of a project that has one (one query)."""
-    rows = session.execute(
-        select(Deployment.service_id, Deployment.digest, Deployment.created_at)
+    latest = (
+        select(Deployment.service_id, func.max(Deployment.created_at).label("at"))
         .where(Deployment.project_id == project_id, Deployment.status.in_(_DEPLOYED))
-        .order_by(Deployment.created_at)
+        .group_by(Deployment.service_id)
+        .subquery()
     )
-    return {service_id: digest for service_id, digest, _at in rows if digest}
+    rows = session.execute(
+        select(Deployment.service_id, Deployment.digest)
+        .join(
+            latest, and_(Deployment.service_id == latest.c.service_id, Deployment.created_at == latest.c.at)
+        )
+        .where(Deployment.status.in_(_DEPLOYED))
+    )
+    return {service_id: digest for service_id, digest in rows if digest}
