@@ -125,8 +125,8 @@ class AppContext:
         self.health.start(self)
 
     async def stop_background_work(self) -> None:
-        """Stop the health checks and cancel webhook deliveries in flight (their log entries stay
-        pending); let running deployments finish (up to the runner's grace period), cancel the rest."""
+        """Stop the health checks and cancel webhook deliveries in flight (logged as interrupted);
+        let running deployments finish (up to the runner's grace period), cancel the rest."""
         await self.health.aclose()
         await self.webhooks.aclose()
         await self.deployments.aclose()

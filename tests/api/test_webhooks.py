@@ -306,3 +306,24 @@ def test_a_hanging_receiver_delays_no_other_delivery(loopback_only: AppContext) 
         done, stuck = anyio.run(deliver)
     assert done.deliveries[0].status == "delivered"
     assert stuck.deliveries[0].status == "pending"
+
+
+def test_a_delivery_cut_short_by_a_shutdown_is_logged_as_interrupted(loopback_only: AppContext) -> None:
+    context = loopback_only
+    context.webhooks.timeout_s = 60
+    owner, project_id = _project(context, "shutdown")
+    release = threading.Event()
+    with receiver(hold=release) as hanging:
+
+        async def deliver() -> webhooks.WebhookView:
+            secret = SecretStr(SECRET)
+            await webhooks.set_webhook(context, owner, project_id=project_id, url=hanging.url, secret=secret)
+            context.webhooks.dispatch(context, _failing(project_id))
+            await anyio.to_thread.run_sync(hanging.got.wait, 30)
+            await context.stop_background_work()
+            return await webhooks.get_webhook(context, owner, project_id=project_id)
+
+        view = anyio.run(deliver)
+    [delivery] = view.deliveries
+    assert delivery.status == "failed"
+    assert delivery.error.startswith("interrupted:")

@@ -274,7 +274,16 @@ class WebhookSender:
                 target = await ctx.db.run(lambda session: _start(ctx, session, project_id, service_id, event))
                 if target is None:
                     return
-                status, attempts, error = await self._attempts(ctx, target, json.dumps(body).encode())
+                try:
+                    status, attempts, error = await self._attempts(ctx, target, json.dumps(body).encode())
+                except asyncio.CancelledError:
+                    # guara is stopping: the log says so rather than "pending" for ever.
+                    with anyio.CancelScope(shield=True):
+                        stopped = "interrupted: guara stopped before the delivery finished"
+                        await ctx.db.run(
+                            lambda session: _finish(session, target.delivery_id, None, 0, stopped)
+                        )
+                    raise
                 await ctx.db.run(
                     lambda session: _finish(session, target.delivery_id, status, attempts, error)
                 )
@@ -365,5 +374,6 @@ def _finish(session: Session, delivery_id: int, status: int | None, attempts: in
     if row is None:  # the webhook was removed meanwhile
         return
     row.status = "failed" if error else "delivered"
-    row.attempts, row.response_status, row.error = attempts, status, error[:2000]
+    row.attempts = attempts or row.attempts
+    row.response_status, row.error = status, error[:2000]
     row.finished_at = utcnow()
