@@ -6,6 +6,10 @@ of every file in the data dir (database, WAL, key file, logs), the server's outp
 body (``/metrics`` too) and the audit entries (and, on PostgreSQL, a pg_dump) for the canary, its
 base64, its hex and the base64 of ``user:canary`` (what a Basic header carries).
 
+Scheduled credential checks run in the background (every second here) with the canary password, and
+a project webhook's signing secret is a second canary: a check that fails (the registry changed the
+password) is delivered, signed with it, to a loopback receiver whose bodies are searched too.
+
 The user name is a canary too, of a weaker kind: it is stored in clear (and shown masked), so it is
 searched for only where it must never appear, the logs and the responses, raw and percent-encoded
 (a token request carries it as ``account=`` in its URL, which httpx logs at INFO).
@@ -21,12 +25,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
 
+from tests.api.test_webhooks import receiver, verify
 from tests.lab import AccessRule, Lab
 from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN, GoogleTokenServer, MotoAws
 from tests.support import serve
@@ -48,6 +55,19 @@ def _forms(user: str, canary: str) -> list[bytes]:
 
 def _username_forms(user: str) -> list[bytes]:
     return [user.encode(), quote(user, safe="").encode(), quote_plus(user).encode()]
+
+
+def _until_health(call: Callable[..., httpx.Response], service: str, status: str) -> dict[str, Any]:
+    """Wait until the background checks report ``status`` for the service's credentials."""
+    deadline = time.monotonic() + 60
+    while True:
+        health: dict[str, Any] = call("GET", f"/services/{service}", 200).json()["registry_credentials"][
+            "health"
+        ]
+        if health["status"] == status and health["last_checked_at"]:
+            return health
+        assert time.monotonic() < deadline, health
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -87,8 +107,15 @@ def test_canary_never_leaves_memory(
     image = lab.token.ref("acme/api:v1")
     bodies: list[bytes] = []
     outputs: list[str] = []
+    webhook_canary = f"whsec-canary-{uuid.uuid4().hex}"
 
-    with serve({**env, "GUARA_LOG_LEVEL": "debug", "GUARA_LOG_FORMAT": log_format}, log_path) as url:
+    with (
+        receiver() as hook,
+        serve(
+            {**env, "GUARA_LOG_LEVEL": "debug", "GUARA_LOG_FORMAT": log_format, "GUARA_HEALTH_INTERVAL": "1"},
+            log_path,
+        ) as url,
+    ):
         api = httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=30)
 
         def call(method: str, path: str, expect: int, **kwargs: object) -> httpx.Response:
@@ -143,11 +170,22 @@ def test_canary_never_leaves_memory(
         call("GET", f"/services/{service}/deployments", 200)
         deploy_audit = call("GET", f"/projects/{project}/audit-logs", 200).json()["entries"][0]
         assert deploy_audit["action"] == "service.deploy"
+        call("PUT", f"/projects/{project}/webhook", 200, json={"url": hook.url, "secret": webhook_canary})
+        # The background checks use the stored canary; the registry then changes the password: the
+        # failing check is audited and delivered to the webhook, signed with the second canary.
+        _until_health(call, service, "passing")
+        lab.issuer.users[user] = f"changed-{uuid.uuid4().hex}"
+        failing = _until_health(call, service, "failing")
+        assert failing["code"] == "auth_failed"
+        assert hook.got.wait(30)
+        lab.issuer.users[user] = canary
+        _until_health(call, service, "passing")
+        call("GET", f"/projects/{project}/webhook", 200)
         rotated = subprocess.run(
             [*cli, "keys", "rotate"], env=env, capture_output=True, text=True, check=True
         )
         outputs += [rotated.stdout, rotated.stderr]
-        assert "re-sealed 1 secrets" in rotated.stdout
+        assert "re-sealed 2 secrets" in rotated.stdout
         call(
             "POST",
             "/registry/test",
@@ -166,7 +204,12 @@ def test_canary_never_leaves_memory(
         assert entries[0]["action"] == "service.delete"
         assert "service.create" in {entry["action"] for entry in entries}
 
+    assert hook.bodies and all(
+        verify(headers["x-guara-signature"], body, webhook_canary)
+        for body, headers in zip(hook.bodies, hook.headers, strict=True)
+    )
     haystacks: dict[str, bytes] = {f"response {i}": body for i, body in enumerate(bodies)}
+    haystacks.update({f"webhook body {i}": body for i, body in enumerate(hook.bodies)})
     haystacks.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
     for path in data_dir.rglob("*"):
         if path.is_file():
@@ -183,6 +226,13 @@ def test_canary_never_leaves_memory(
     ]
     assert leaks == []
     assert [name for name, data in haystacks.items() if issued.encode() in data] == []
+    secret_leaks = [
+        (name, form)
+        for name, data in haystacks.items()
+        for form in _forms("", webhook_canary)[:4]
+        if form in data
+    ]
+    assert secret_leaks == []
     # The user name is in the database (file, WAL, pg_dump) by design; logs and responses must not show it.
     shown = {name: data for name, data in haystacks.items() if name.startswith(("response ", "cli output "))}
     shown["server log"] = log_path.read_bytes()

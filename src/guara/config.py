@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     engine_publish_ip: str = "127.0.0.1"
     # How long a new container may take to become ready before the deploy fails (start_failed).
     engine_start_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # How often each service's stored credentials are re-checked in the background (seconds).
+    health_interval: float = Field(default=21600.0, gt=0, le=30 * 24 * 3600)
     log_level: str = "info"
     # text (for people) or json (one object a line, for log pipelines); both redacted.
     log_format: str = "text"

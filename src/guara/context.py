@@ -17,7 +17,9 @@ import httpx
 from guara.config import ENGINE_SOCKETS, ConfigurationError, Settings
 from guara.core.deploy_runner import DeploymentRunner
 from guara.core.engine_runtime import EngineRuntime
+from guara.core.health_scheduler import HealthScheduler
 from guara.core.runtimes import KubernetesRuntime, RenderRuntime, Runtime
+from guara.core.webhooks import WebhookSender
 from guara.deploy import DockerEngine, KubernetesApplier
 from guara.ratelimit import (
     DEPLOYS_PER_MINUTE,
@@ -73,6 +75,8 @@ class AppContext:
         self.db = db
         self.limiters = limiters
         self.deployments = deployments
+        self.health = HealthScheduler(interval_s=settings.health_interval)
+        self.webhooks = WebhookSender()
         self.registry = RegistryOptions.build(
             ca_file=settings.extra_ca_file,
             ssrf_allow=settings.ssrf_allow,
@@ -117,11 +121,16 @@ class AppContext:
         return self._keyring
 
     def start_background_work(self) -> None:
-        """Start what runs beside the requests, on the running event loop: the deployment lease."""
+        """Start what runs beside the requests, on the running event loop: the deployment lease and
+        the credential health checks."""
         self.deployments.start(self)
+        self.health.start(self)
 
     async def stop_background_work(self) -> None:
-        """Let running deployments finish (up to the runner's grace period), cancel the rest."""
+        """Stop the health checks and cancel webhook deliveries in flight (logged as interrupted);
+        let running deployments finish (up to the runner's grace period), cancel the rest."""
+        await self.health.aclose()
+        await self.webhooks.aclose()
         await self.deployments.aclose()
 
     def close(self) -> None:

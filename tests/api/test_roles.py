@@ -80,6 +80,15 @@ CALLS = [
         Action.CREDENTIALS_USE,
         lambda w: {"image": IMAGE, "registry": "127.0.0.1:1", "service_id": w.service_id},
     ),
+    Call("POST", "/services/{service_id}/registry-credentials/check", Action.CREDENTIALS_USE),
+    Call(
+        "PUT",
+        "/projects/{project_id}/webhook",
+        Action.WEBHOOK_MANAGE,
+        lambda w: {"url": "https://hooks.example.com/guara", "secret": "a signing secret of the walk"},
+    ),
+    Call("GET", "/projects/{project_id}/webhook", Action.WEBHOOK_READ),
+    Call("DELETE", "/projects/{project_id}/webhook", Action.WEBHOOK_MANAGE),
     Call("DELETE", "/services/{service_id}/registry-credentials", Action.CREDENTIALS_WRITE),
     Call("POST", "/services/{service_id}/deployments", Action.DEPLOY),
     Call("GET", "/services/{service_id}/deployments", Action.DEPLOYMENTS_READ),
@@ -150,6 +159,9 @@ def _world(client: ApiUser, context: AppContext) -> World:
     ids[Role.OWNER] = members["owner@example.com"]["user_id"]
     ids[None] = "00000000-0000-0000-0000-000000000001"
     target_id = members["target@example.com"]["user_id"]
+    # A webhook exists already, so reading it answers whoever may read it.
+    hook = {"url": "https://hooks.example.com/setup", "secret": "a signing secret of the setup"}
+    assert client.put(f"/projects/{project_id}/webhook", json=hook).status_code == 200
     return World(client, developer, viewer, stranger, project_id, service_id, target_id, ids)
 
 

@@ -91,3 +91,29 @@ def test_rotation_with_environment_keys(settings_env: dict[str, str], master_key
     report = run(keys.rotate, both)
     assert (report.version, report.resealed, report.resumed) == (2, 3, True)
     assert run(keys.status, both) == {2: 3}
+
+
+def test_rotation_reseals_webhook_signing_secrets(settings_env: dict[str, str]) -> None:
+    from guara.core import webhooks
+    from guara.store.models import ProjectWebhook
+
+    context = build_context(settings_env)
+    owner = run(accounts.create_user, context, email="w@example.com", password="long enough pw")
+    project = run(projects.create_project, context, owner, name="p")
+    secret = SecretStr("whsec-rotate-me-1234567890")
+    run(
+        webhooks.set_webhook,
+        context,
+        owner,
+        project_id=project.id,
+        url="https://hooks.example.com/",
+        secret=secret,
+    )
+    assert run(keys.status, context) == {1: 1}
+    report = run(keys.rotate, context)
+    assert report.resealed == 1 and run(keys.status, context) == {2: 1}
+    with context.db.session() as session:
+        row = session.get(ProjectWebhook, project.id)
+        assert row is not None and row.key_version == 2
+        target = webhooks._start(context, session, project.id, uuid.uuid4(), "credentials.failing")
+    assert target is not None and target.secret.get_secret_value() == secret.get_secret_value()

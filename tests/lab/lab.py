@@ -21,6 +21,7 @@ from tests.lab.registry import (
     RegistryProcess,
     RegistrySpec,
     htpasswd_auth_yaml,
+    restart_registry,
     start_registries,
     stop_all,
     token_auth_yaml,
@@ -172,3 +173,61 @@ def _push_token_images(token: LabRegistry) -> None:
 
 def _basic_auth(username: str, password: str) -> httpx.BasicAuth:
     return httpx.BasicAuth(username, password)
+
+
+@dataclass
+class OwnRegistry:
+    """A Basic-auth registry of one test's own (sharing the lab's CA and certificate), whose users can
+    be rewritten: `set_users` rewrites its htpasswd and restarts it on the same port (distribution 2.8
+    reads htpasswd at start only)."""
+
+    registry: LabRegistry
+    htpasswd: Path
+    process: RegistryProcess
+    ssl_context: ssl.SSLContext = field(repr=False)
+
+    def set_users(self, users: dict[str, str]) -> None:
+        write_htpasswd(self.htpasswd, users)
+        self.process = restart_registry(self.process, ssl_context=self.ssl_context)
+        self.registry.users = dict(users)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@contextlib.contextmanager
+def own_registry(lab: Lab, workdir: Path, users: dict[str, str]) -> Iterator[OwnRegistry]:
+    """Start a Basic-auth registry under `workdir` with `users` (the first one pushes); stopped at the end."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    htpasswd = write_htpasswd(workdir / "htpasswd", users)
+    spec = RegistrySpec(
+        name="own",
+        auth="basic",
+        workdir=workdir / "registry",
+        cert_file=lab.workdir / "server-chain.pem",
+        key_file=lab.workdir / "server-key.pem",
+        auth_yaml=htpasswd_auth_yaml(htpasswd, "guara lab own"),
+    )
+    processes: list[RegistryProcess] = []
+    context = lab.ssl_context()
+    try:
+        running = start_registries(
+            [spec], binary=REGISTRY_BINARY, ssl_context=context, on_started=processes.append
+        )
+        process = running["own"]
+        pusher, password = next(iter(users.items()))
+        registry = LabRegistry(
+            name="own",
+            auth="basic",
+            host=process.host,
+            url=f"https://{process.host}",
+            users=dict(users),
+            _ssl_context=context,
+        )
+        registry.realm = "guara lab own"
+        registry._push_auth = lambda _repository: _basic_auth(pusher, password)
+        own = OwnRegistry(registry, htpasswd, process, context)
+        yield own
+        own.stop()
+    finally:
+        stop_all(processes)

@@ -396,3 +396,30 @@ def stop_all(processes: Sequence[RegistryProcess]) -> None:
                 running.process.terminate()
     for running in processes:
         running.stop()
+
+
+def restart_registry(
+    running: RegistryProcess, *, ssl_context: ssl.SSLContext, binary: Path = REGISTRY_BINARY
+) -> RegistryProcess:
+    """Stop a registry and start it again with the same config (same port, storage, auth files);
+    return once it answers `/v2/`."""
+    running.stop()
+    command = [str(binary), "serve", str(running.spec.workdir / "config.yml")]
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        command = [setpriv, "--pdeathsig", "TERM", "--", *command]
+    with running.log_file.open("ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    restarted = RegistryProcess(
+        spec=running.spec, port=running.port, process=process, log_file=running.log_file
+    )
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    with httpx.Client(verify=ssl_context, timeout=2.0, trust_env=False) as client:
+        while not _answers_v2(client, restarted):
+            if restarted.process.poll() is not None or time.monotonic() > deadline:
+                restarted.stop()
+                raise LabStartError(
+                    f"registry {running.spec.name!r} did not restart:\n{restarted.log_tail()}"
+                )
+            time.sleep(0.01)
+    return restarted

@@ -9,18 +9,22 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pydantic import SecretStr
+from sqlalchemy.orm import Session as Session_
 
 from guara.context import AppContext
 from guara.core import services
+from guara.core.credential_health import CheckOutcome, record_check, set_expiry
 from guara.core.credentials import CredentialsChange
 from guara.secrets import ensure_key_file
+from guara.store.models import Deployment, RegistryCredential, Service, utcnow
 from tests.conftest import build_context
 from tests.lab import Lab
 from tests.support import run, serve
@@ -426,3 +430,91 @@ def test_wizard_works_without_javascript(
         expect(page.locator("[data-verification]")).to_have_text("verified just now")
     finally:
         context.close()
+
+
+def _arrange(context: AppContext, work: Callable[[Session_], None]) -> None:
+    """Put the database in a state (as checks and deploys would) in one transaction."""
+    with context.db.session() as db:
+        work(db)
+
+
+def test_credential_health_states_expiry_and_tag_moved(session: Session, lab: Lab) -> None:
+    """Passing (Check now in the browser), failing, the expiry warning and the tag-moved notice."""
+    service_id = session.service_with_credentials(lab, username="alice", password=lab.token.users["alice"])
+    page = session.page
+    page.goto(f"/services/{service_id}/settings")
+    health = page.locator("[data-current] [data-health]")
+    expect(health).to_have_attribute("data-health", "unknown")
+    expect(health).to_have_text("not checked yet")
+    page.get_by_role("button", name="Check now").click()
+    expect(page).to_have_url(re.compile(r"\?saved=checked#private-registry$"))
+    expect(health).to_have_attribute("data-health", "passing")
+    expect(health.locator("[data-health-text]")).to_have_text("verified just now")
+    expect(health.locator("[data-health-text]")).to_have_class("ok")
+
+    def failing(db: Session_) -> None:
+        service = db.get(Service, uuid.UUID(service_id))
+        stored = db.get(RegistryCredential, uuid.UUID(service_id))
+        assert service is not None and stored is not None
+        outcome = CheckOutcome("auth_failed", "The registry rejected these credentials.")
+        record_check(db, service=service, credentials=stored, outcome=outcome, now=utcnow())
+
+    _arrange(session.context, failing)
+    page.reload()
+    expect(health).to_have_attribute("data-health", "failing")
+    expect(health.locator("[data-health-text]")).to_have_class("error")
+    expect(health.locator("[data-health-text]")).to_contain_text("failing since")
+    expect(health.locator("[data-health-detail]")).to_contain_text("auth_failed")
+    expect(health.locator("[data-health-detail]")).to_contain_text("update the password or token")
+    session.shot("settings-health-failing", "#private-registry")
+    page.goto("/")
+    page.get_by_role("link", name="shop").click()
+    expect(page.locator("[data-failing]")).to_have_text("failing (auth_failed)")
+
+    soon = utcnow().date() + timedelta(days=3)
+
+    def expiring_and_moved(db: Session_) -> None:
+        service = db.get(Service, uuid.UUID(service_id))
+        stored = db.get(RegistryCredential, uuid.UUID(service_id))
+        assert service is not None and stored is not None
+        set_expiry(db, service, soon)
+        db.add(
+            Deployment(
+                service_id=service.id,
+                project_id=service.project_id,
+                status="succeeded",
+                image=service.image,
+                platform=service.platform,
+                digest="sha256:" + "a" * 64,
+            )
+        )
+        db.flush()
+        outcome = CheckOutcome(None, "", "sha256:" + "b" * 64)
+        record_check(
+            db,
+            service=service,
+            credentials=stored,
+            outcome=outcome,
+            now=utcnow(),
+            deployed="sha256:" + "a" * 64,
+        )
+
+    _arrange(session.context, expiring_and_moved)
+    page.goto(f"/services/{service_id}/settings")
+    expect(health).to_have_attribute("data-health", "passing")
+    expect(health.locator("[data-health-text]")).to_have_class("warn")
+    expect(health.locator("[data-health-detail]")).to_contain_text(
+        f"expire on {soon.isoformat()} (in 3 days)"
+    )
+    expect(page.locator("[data-expires-on]")).to_have_text(soon.isoformat())
+    page.get_by_role("link", name="Edit credentials").click()
+    expect(page.get_by_label("Expires on")).to_have_value(soon.isoformat())
+
+    page.goto(f"/services/{service_id}")
+    notice = page.locator("[data-tag-moved]")
+    expect(notice).to_contain_text(f"v1 now points to sha256:{'b' * 64} — deployed sha256:{'a' * 64}")
+    expect(notice.get_by_role("button", name=re.compile(r"^Deploy sha256:b+…$"))).to_be_enabled()
+    expect(page.locator("[data-credentials-summary] [data-health]")).to_have_attribute(
+        "data-health", "passing"
+    )
+    session.shot("overview-tag-moved")

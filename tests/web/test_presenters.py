@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from guara.core.audit import AuditEntry, entry_of
+from guara.core.credential_health import HealthView
 from guara.core.credentials import CredentialsView
 from guara.registry import PreflightCode, PreflightResult
 from guara.store.models import AuditLog
@@ -93,6 +94,7 @@ def _view(verification: str, verified_at: datetime | None) -> CredentialsView:
         verified_at=verified_at,
         verification=verification,  # type: ignore[arg-type]
         updated_at=NOW,
+        health=HealthView("unknown", None, None, None, None, "", None),
     )
 
 

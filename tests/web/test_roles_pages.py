@@ -13,7 +13,7 @@ import pytest
 
 from guara.context import AppContext
 from guara.core.roles import Action, Role, allows
-from guara.web import audit_pages, endpoints, routes, service_pages, team_pages
+from guara.web import audit_pages, endpoints, routes, service_pages, team_pages, webhook_pages
 from tests.support import ApiUser, make_client, run
 from tests.web.support import WebUser, principal_of
 
@@ -77,6 +77,20 @@ PAGES = [
     Page("POST", "/-/platforms", Action.CREDENTIALS_USE, json=lambda v: {"service_id": v["service_id"]}),
     Page(
         "POST",
+        "/services/{service_id}/settings/registry-credentials/check",
+        Action.CREDENTIALS_USE,
+        lambda v: {},
+    ),
+    Page("GET", "/projects/{project_id}/webhook", Action.WEBHOOK_READ),
+    Page(
+        "POST",
+        "/projects/{project_id}/webhook",
+        Action.WEBHOOK_MANAGE,
+        lambda v: {"url": "https://hooks.example.com/guara", "secret": "a signing secret of the walk"},
+    ),
+    Page("POST", "/projects/{project_id}/webhook/remove", Action.WEBHOOK_MANAGE, lambda v: {}),
+    Page(
+        "POST",
         "/services/{service_id}/settings/registry-credentials/remove",
         Action.CREDENTIALS_WRITE,
         lambda v: {},
@@ -117,7 +131,7 @@ UNSCOPED = {
 def test_the_walk_covers_every_dashboard_route() -> None:
     found = {
         (method, route.path)
-        for module in (routes, service_pages, audit_pages, team_pages, endpoints)
+        for module in (routes, service_pages, audit_pages, team_pages, webhook_pages, endpoints)
         for route in module.router.routes
         for method in getattr(route, "methods", set())
     }

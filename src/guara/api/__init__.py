@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from guara.api.routes import accounts, audit, credentials, deployments, members, projects, services, tokens
+from guara.api.routes import (
+    accounts,
+    audit,
+    credentials,
+    deployments,
+    members,
+    projects,
+    services,
+    tokens,
+    webhooks,
+)
 
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/api/v1")
-    for module in (accounts, projects, members, services, credentials, deployments, audit, tokens):
+    for module in (accounts, projects, members, services, credentials, deployments, audit, tokens, webhooks):
         api.include_router(module.router)
     return api

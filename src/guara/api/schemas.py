@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -248,6 +249,9 @@ class ServiceUpdate(Input):
     platform: str | None = Field(default=None, json_schema_extra=documented(pattern=PLATFORM_PATTERN))
     port: int | None = Field(default=None, json_schema_extra={"minimum": 1, "maximum": 65535})
     health_path: str | None = Field(default=None, json_schema_extra=documented(pattern=HEALTH_PATH_PATTERN))
+    auto_deploy_on_tag_move: bool | None = Field(
+        default=None, description="deploy by itself when a credentials check sees the tag moved"
+    )
 
     def change(self) -> ServiceChange:
         """Fields left out keep their value; an explicit ``health_path: null`` clears it."""
@@ -257,6 +261,9 @@ class ServiceUpdate(Input):
             platform=self.platform if self.platform is not None else KEEP,
             port=self.port if self.port is not None else KEEP,
             health_path=self.health_path if "health_path" in given else KEEP,
+            auto_deploy_on_tag_move=(
+                self.auto_deploy_on_tag_move if self.auto_deploy_on_tag_move is not None else KEEP
+            ),
         )
 
 
@@ -269,9 +276,16 @@ class RegistryCredentialsUpdate(CloudKeyFields):
     username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
     password: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_REGISTRY_SECRET)
     skip_verification: bool = False
+    expires_on: date | None = Field(
+        default=None, description="when the credentials expire (warned 14 days before); null clears it"
+    )
 
     def change(self) -> CredentialsChange:
-        return self.change_for(self.registry, self.username, self.password)
+        """Left out, ``expires_on`` keeps the stored date; ``null`` clears it."""
+        change = self.change_for(self.registry, self.username, self.password)
+        if "expires_on" not in self.model_fields_set:
+            return change
+        return dataclasses.replace(change, expires_on=self.expires_on)
 
 
 class RegistryTest(CloudKeyFields):
@@ -280,6 +294,18 @@ class RegistryTest(CloudKeyFields):
     username: str | None = Field(default=None, json_schema_extra=documented(pattern=USERNAME_PATTERN))
     password: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_REGISTRY_SECRET)
     service_id: uuid.UUID | None = None
+
+
+class CredentialHealthPublic(Output):
+    status: Literal["passing", "failing", "unknown"]
+    last_checked_at: datetime | None
+    last_passed_at: datetime | None
+    failing_since: datetime | None
+    code: str | None = Field(
+        description="a failing check's preflight code, or expires_soon / expired near the expiry date"
+    )
+    message: str
+    expires_on: date | None
 
 
 class RegistryCredentialsPublic(Output):
@@ -293,6 +319,7 @@ class RegistryCredentialsPublic(Output):
     google_client_email: str | None = Field(default=None, description="kind google: the service account")
     verified_at: datetime | None
     verification: Literal["passed", "overridden"]
+    health: CredentialHealthPublic
 
 
 class ServicePublic(Output):
@@ -308,6 +335,16 @@ class ServicePublic(Output):
     url: str | None = Field(description="the running container's published address (engine runtime)")
     created_at: datetime
     updated_at: datetime
+    tag_moved: TagMovedPublic | None = Field(
+        description="the tag points to another digest than the deployed one (seen by the last check)"
+    )
+    auto_deploy_on_tag_move: bool
+
+
+class TagMovedPublic(Output):
+    tag: str
+    digest: str
+    deployed_digest: str
 
 
 class PreflightPublic(Output):
@@ -354,6 +391,30 @@ class DeploymentPublic(Output):
     started_at: datetime | None = Field(description="when the container started serving (engine runtime)")
     created_at: datetime
     updated_at: datetime
+
+
+class WebhookSet(Input):
+    url: str = Field(min_length=1, max_length=2048, description="an http:// or https:// URL")
+    secret: SecretStr = Field(min_length=16, max_length=512, description="signs each delivery; never shown")
+
+
+class WebhookDeliveryPublic(Output):
+    id: int
+    event: str
+    service_id: uuid.UUID | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    response_status: int | None
+    error: str = Field(description="why the last attempt failed: code, then a message")
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class WebhookPublic(Output):
+    url: str
+    has_secret: bool
+    updated_at: datetime
+    deliveries: list[WebhookDeliveryPublic]
 
 
 class ServiceLogsPublic(Output):

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guara.core.access import project_of
-from guara.core.accounts import Principal
+from guara.core.accounts import SYSTEM, Principal
 from guara.core.errors import InvalidInput
 from guara.core.roles import Action
 from guara.store.models import AuditLog, Service
@@ -44,6 +44,10 @@ class AuditAction(enum.StrEnum):
     MEMBER_REMOVE = "member.remove"
     SERVICE_DELETE = "service.delete"
     PROJECT_DELETE = "project.delete"
+    CREDENTIALS_CHECK_FAILED = "credentials.check_failed"
+    CREDENTIALS_CHECK_RECOVERED = "credentials.check_recovered"
+    CREDENTIALS_EXPIRING = "credentials.expiring"
+    SERVICE_TAG_MOVED = "service.tag_moved"
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,86 @@ class ProjectDeleted:
         return f"Deleted the project with its services {', '.join(self.services)}"
 
 
+@dataclass(frozen=True)
+class CheckFailed:
+    """A re-check of stored credentials failed after passing (or never having been checked)."""
+
+    registry: str
+    code: str
+    message: str
+
+    action = AuditAction.CREDENTIALS_CHECK_FAILED
+    outcome = "failed"
+
+    def details(self) -> dict[str, Any]:
+        return {"registry": self.registry, "code": self.code, "message": self.message}
+
+    @property
+    def summary(self) -> str:
+        return f"Registry credentials for {self.registry} stopped working ({self.code}): {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckRecovered:
+    """A re-check of stored credentials passed again after failing."""
+
+    registry: str
+
+    action = AuditAction.CREDENTIALS_CHECK_RECOVERED
+    outcome = "passed"
+
+    def details(self) -> dict[str, Any]:
+        return {"registry": self.registry}
+
+    @property
+    def summary(self) -> str:
+        return f"Registry credentials for {self.registry} work again"
+
+
+@dataclass(frozen=True)
+class ExpiryNear:
+    """Stored credentials entered the warning window before the expiry date the user gave."""
+
+    registry: str
+    expires_on: str  # ISO date
+
+    action = AuditAction.CREDENTIALS_EXPIRING
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {"registry": self.registry, "expires_on": self.expires_on}
+
+    @property
+    def summary(self) -> str:
+        return f"Registry credentials for {self.registry} expire on {self.expires_on}: renew them"
+
+
+@dataclass(frozen=True)
+class TagMoved:
+    """The service's tag now points to another digest than the deployed one."""
+
+    tag: str
+    digest: str
+    deployed_digest: str
+    auto_deploy: bool
+
+    action = AuditAction.SERVICE_TAG_MOVED
+    outcome = ""
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "digest": self.digest,
+            "deployed_digest": self.deployed_digest,
+            "auto_deploy": self.auto_deploy,
+        }
+
+    @property
+    def summary(self) -> str:
+        then = "; deploying it (auto-deploy)" if self.auto_deploy else ""
+        return f"{self.tag} now points to {self.digest}, deployed {self.deployed_digest}{then}"
+
+
 AuditEvent = (
     ServiceCreated
     | CredentialsSaved
@@ -312,6 +396,10 @@ AuditEvent = (
     | MemberRemoved
     | ServiceDeleted
     | ProjectDeleted
+    | CheckFailed
+    | CheckRecovered
+    | ExpiryNear
+    | TagMoved
 )
 
 
@@ -398,6 +486,19 @@ def event_from(action: str, details: dict[str, Any]) -> AuditEvent | None:
         )
     if action == AuditAction.MEMBER_REMOVE:
         return MemberRemoved(_text(details, "email"), _text(details, "role"), bool(details.get("left")))
+    if action == AuditAction.CREDENTIALS_CHECK_FAILED:
+        return CheckFailed(_text(details, "registry"), _text(details, "code"), _text(details, "message"))
+    if action == AuditAction.CREDENTIALS_CHECK_RECOVERED:
+        return CheckRecovered(_text(details, "registry"))
+    if action == AuditAction.SERVICE_TAG_MOVED:
+        return TagMoved(
+            _text(details, "tag"),
+            _text(details, "digest"),
+            _text(details, "deployed_digest"),
+            bool(details.get("auto_deploy")),
+        )
+    if action == AuditAction.CREDENTIALS_EXPIRING:
+        return ExpiryNear(_text(details, "registry"), _text(details, "expires_on"))
     return None
 
 
@@ -451,7 +552,8 @@ def record_in_project(
     session.add(
         AuditLog(
             project_id=project_id,
-            actor_id=principal.user_id,
+            # The system is no user row: its entries have no actor id (the email says "guara").
+            actor_id=None if principal == SYSTEM else principal.user_id,
             actor_email=principal.email,
             action=event.action.value,
             target_type=target.type,

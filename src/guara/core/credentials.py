@@ -20,14 +20,14 @@ import json
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from guara.core import audit, validation
+from guara.core import audit, credential_health, validation
 from guara.core.access import mark_changed, service_of
 from guara.core.accounts import Principal
 from guara.core.errors import CredentialsUnreadable, InvalidInput, PreflightFailed
@@ -50,7 +50,7 @@ from guara.secrets import (
     register_secret,
     seal,
 )
-from guara.store.models import RegistryCredential, Service, utcnow
+from guara.store.models import CredentialHealth, RegistryCredential, Service, utcnow
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -88,6 +88,8 @@ class CredentialsChange:
     aws_region: str | None = None
     aws_role_arn: str | None = None
     google_json_key: SecretStr | None = None
+    # The date the credentials expire (warned about 14 days before); None clears it, "keep" keeps it.
+    expires_on: date | Literal["keep"] | None = "keep"
 
     def checked_kind(self) -> CredentialKind:
         """The kind, once the fields given are all its own (InvalidInput otherwise)."""
@@ -116,6 +118,7 @@ class CredentialsView:
     verified_at: datetime | None
     verification: Verification
     updated_at: datetime
+    health: credential_health.HealthView
     kind: str = "password"
     aws_access_key_id_masked: str | None = None
     aws_region: str | None = None
@@ -137,7 +140,7 @@ def mask_username(username: str) -> str:
     return username[:head] + "•••" + (username[-tail:] if tail else "")
 
 
-def view_of(row: RegistryCredential) -> CredentialsView:
+def view_of(row: RegistryCredential, health: CredentialHealth | None = None) -> CredentialsView:
     kind = row.kind or "password"
     return CredentialsView(
         registry=row.registry_host,
@@ -151,18 +154,22 @@ def view_of(row: RegistryCredential) -> CredentialsView:
         aws_region=row.aws_region if kind == "aws_ecr" else None,
         aws_role_arn=row.aws_role_arn if kind == "aws_ecr" else None,
         google_client_email=row.username if kind == "google" else None,
+        health=credential_health.health_of(row, health, today=utcnow().date()),
     )
 
 
 def views_in_project(
     session: Session, *, project_id: uuid.UUID, service_ids: Collection[uuid.UUID] | None = None
 ) -> dict[uuid.UUID, CredentialsView]:
-    """Masked credentials of the services of an authorised project (all, or ``service_ids``), by
-    service id, in one query."""
-    query = select(RegistryCredential).where(RegistryCredential.project_id == project_id)
+    """Masked credentials (with their health) of the services of an authorised project (all, or
+    ``service_ids``), by service id, in two queries."""
+    rows = select(RegistryCredential).where(RegistryCredential.project_id == project_id)
+    health = select(CredentialHealth).where(CredentialHealth.project_id == project_id)
     if service_ids is not None:
-        query = query.where(RegistryCredential.service_id.in_(service_ids))
-    return {row.service_id: view_of(row) for row in session.scalars(query)}
+        rows = rows.where(RegistryCredential.service_id.in_(service_ids))
+        health = health.where(CredentialHealth.service_id.in_(service_ids))
+    by_service = {row.service_id: row for row in session.scalars(health)}
+    return {row.service_id: view_of(row, by_service.get(row.service_id)) for row in session.scalars(rows)}
 
 
 # --- input rules (the one place for each) -----------------------------------------------------------
@@ -513,6 +520,7 @@ def write(
     row.verification = verification
     row.verified_at = now if verification == "passed" else None
     row.updated_at = now
+    credential_health.reset_after_save(session, service, passed_at=row.verified_at)
     return row
 
 
@@ -530,6 +538,8 @@ async def save_credentials(
         service = service_of(
             session, principal=principal, service_id=service_id, action=Action.CREDENTIALS_WRITE
         )
+        if change.expires_on != "keep":
+            credential_health.valid_expiry(change.expires_on)
         reference = validation.image_reference(service.image)
         row = session.get(RegistryCredential, service.id)
         prepared = prepare(ctx, image_registry=reference.registry, change=change, row=row)
@@ -543,6 +553,8 @@ async def save_credentials(
     def save(session: Session) -> CredentialsView:
         mark_changed(session, service)
         row = write(ctx, session, service=service, prepared=prepared, verification=verification)
+        if change.expires_on != "keep":
+            credential_health.set_expiry(session, service, change.expires_on)
         event = audit.CredentialsSaved(
             registry=prepared.registry,
             added=previous_registry is None,
@@ -550,7 +562,7 @@ async def save_credentials(
             preflight=verification,
         )
         audit.record(session, principal=principal, service=service, event=event)
-        return view_of(row)
+        return view_of(row, session.get(CredentialHealth, service.id))
 
     return await ctx.db.run(save)
 

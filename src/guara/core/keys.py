@@ -15,8 +15,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from guara.core.credentials import secret_field
+from guara.core.webhooks import SECRET_FIELD, SECRET_OWNER
 from guara.secrets import ProjectKeys, append_key_version, reseal
-from guara.store.models import RegistryCredential
+from guara.store.models import ProjectWebhook, RegistryCredential
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -39,10 +40,11 @@ async def status(ctx: AppContext) -> dict[int, int]:
     """How many stored secrets each master-key version seals."""
 
     def work(session: Session) -> dict[int, int]:
-        rows = session.execute(
-            select(RegistryCredential.key_version, func.count()).group_by(RegistryCredential.key_version)
-        ).all()
-        return {int(version): int(count) for version, count in rows}
+        counts: dict[int, int] = {}
+        for column in (RegistryCredential.key_version, ProjectWebhook.key_version):
+            for version, count in session.execute(select(column, func.count()).group_by(column)).all():
+                counts[int(version)] = counts.get(int(version), 0) + int(count)
+        return counts
 
     return await ctx.db.run(work)
 
@@ -52,7 +54,9 @@ async def pending(ctx: AppContext) -> int:
     current = ctx.keyring.current_version
 
     def work(session: Session) -> int:
-        return int(session.scalar(select(func.count()).where(RegistryCredential.key_version < current)) or 0)
+        passwords = session.scalar(select(func.count()).where(RegistryCredential.key_version < current))
+        secrets = session.scalar(select(func.count()).where(ProjectWebhook.key_version < current))
+        return int(passwords or 0) + int(secrets or 0)
 
     return await ctx.db.run(work)
 
@@ -114,7 +118,7 @@ async def reseal_pending(
                 )
                 .values(password_sealed=sealed, key_version=target)
             )
-        return len(batch)
+        return len(batch) + _reseal_webhook_secrets(session, keys, target, batch_size)
 
     done = 0
     while count := await ctx.db.run(batch_work):
@@ -122,3 +126,28 @@ async def reseal_pending(
         if on_progress is not None:
             on_progress(done)
     return done
+
+
+def _reseal_webhook_secrets(session: Session, keys: ProjectKeys, target: int, batch_size: int) -> int:
+    """One batch of project webhook signing secrets, re-sealed like registry passwords."""
+    batch = session.execute(
+        select(ProjectWebhook.project_id, ProjectWebhook.secret_sealed)
+        .where(ProjectWebhook.key_version < target)
+        .order_by(ProjectWebhook.project_id)
+        .limit(batch_size)
+    ).all()
+    for project_id, envelope in batch:
+        sealed = reseal(
+            keys,
+            envelope,
+            project_id=str(project_id),
+            service_id=SECRET_OWNER,
+            field=SECRET_FIELD,
+            to_version=target,
+        )
+        session.execute(
+            update(ProjectWebhook)
+            .where(ProjectWebhook.project_id == project_id, ProjectWebhook.secret_sealed == envelope)
+            .values(secret_sealed=sealed, key_version=target)
+        )
+    return len(batch)

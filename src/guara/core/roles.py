@@ -44,6 +44,9 @@ class Action(enum.StrEnum):
     DEPLOYMENTS_READ = "deployments.read"
     # The deployment history of a deleted service.
     DELETED_HISTORY_READ = "deployments.read_deleted"
+    # A project's notification webhook: its URL may itself be a secret (chat webhooks), so not viewers.
+    WEBHOOK_READ = "webhook.read"
+    WEBHOOK_MANAGE = "webhook.manage"
 
 
 MINIMUM_ROLE: dict[Action, Role] = {
@@ -64,6 +67,8 @@ MINIMUM_ROLE: dict[Action, Role] = {
     Action.LOGS_READ: Role.VIEWER,
     Action.DEPLOYMENTS_READ: Role.VIEWER,
     Action.DELETED_HISTORY_READ: Role.OWNER,
+    Action.WEBHOOK_READ: Role.DEVELOPER,
+    Action.WEBHOOK_MANAGE: Role.OWNER,
 }
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from guara.core import audit, credentials, validation
+from guara.core import audit, credential_health, credentials, validation
 from guara.core.access import mark_changed, project_of, service_of
 from guara.core.accounts import Principal
 from guara.core.credentials import CredentialsChange, CredentialsView, PreparedSave
@@ -23,7 +23,7 @@ from guara.core.runtimes import RUNNING
 from guara.deploy import DEFAULT_PLATFORM
 from guara.registry import same_registry
 from guara.store import UniqueViolation, flush
-from guara.store.models import Deployment, RegistryCredential, Service
+from guara.store.models import CredentialHealth, Deployment, RegistryCredential, Service
 
 if TYPE_CHECKING:
     from guara.context import AppContext
@@ -44,6 +44,10 @@ class ServiceView:
     url: str | None
     created_at: datetime
     updated_at: datetime
+    # The tag points to another digest than the deployed one (seen by the last credentials check).
+    tag_moved: credential_health.TagMoved | None = None
+    # Deploy by itself when the tag moves.
+    auto_deploy_on_tag_move: bool = False
 
 
 class Keep(enum.Enum):
@@ -65,9 +69,16 @@ class ServiceChange:
     platform: str | Keep = KEEP
     port: int | Keep = KEEP
     health_path: str | Keep | None = KEEP
+    auto_deploy_on_tag_move: bool | Keep = KEEP
 
 
-def view_of(service: Service, stored: CredentialsView | None, url: str | None) -> ServiceView:
+def view_of(
+    service: Service,
+    stored: CredentialsView | None,
+    url: str | None,
+    health: CredentialHealth | None = None,
+    deployed: str | None = None,
+) -> ServiceView:
     return ServiceView(
         id=service.id,
         project_id=service.project_id,
@@ -81,6 +92,8 @@ def view_of(service: Service, stored: CredentialsView | None, url: str | None) -
         url=url,
         created_at=service.created_at,
         updated_at=service.updated_at,
+        tag_moved=credential_health.tag_moved_of(service.image, health, deployed) if stored else None,
+        auto_deploy_on_tag_move=health.auto_deploy if health is not None else False,
     )
 
 
@@ -103,7 +116,9 @@ def _view(session: Session, service: Service) -> ServiceView:
         .order_by(Deployment.created_at.desc())
         .limit(1)
     )
-    return view_of(service, credentials.view_of(row) if row else None, url)
+    health = session.get(CredentialHealth, service.id)
+    deployed = credential_health.deployed_digest(session, service.id)
+    return view_of(service, credentials.view_of(row, health) if row else None, url, health, deployed)
 
 
 async def create_service(
@@ -237,7 +252,21 @@ def _views_by_name(
     ids = None if limit is None else [service.id for service in rows]
     stored = credentials.views_in_project(session, project_id=project_id, service_ids=ids)
     urls = _running_urls(session, project_id=project_id, service_ids=ids)
-    return [view_of(service, stored.get(service.id), urls.get(service.id)) for service in rows]
+    health_rows = select(CredentialHealth).where(CredentialHealth.project_id == project_id)
+    if ids is not None:
+        health_rows = health_rows.where(CredentialHealth.service_id.in_(ids))
+    health = {row.service_id: row for row in session.scalars(health_rows)}
+    deployed = credential_health.deployed_digests(session, project_id, service_ids=ids)
+    return [
+        view_of(
+            service,
+            stored.get(service.id),
+            urls.get(service.id),
+            health.get(service.id),
+            deployed.get(service.id),
+        )
+        for service in rows
+    ]
 
 
 async def update_service(
@@ -275,9 +304,16 @@ async def update_service(
             for name, value in wanted.items()
             if getattr(service, name) != value
         )
+        if not isinstance(change.auto_deploy_on_tag_move, Keep):
+            health = credential_health.row_for(session, service)
+            if health.auto_deploy != change.auto_deploy_on_tag_move:
+                before = "on" if health.auto_deploy else "off"
+                health.auto_deploy = change.auto_deploy_on_tag_move
+                changes += (("auto_deploy_on_tag_move", before, "on" if health.auto_deploy else "off"),)
         if changes:
             for name, _old, _new in changes:
-                setattr(service, name, wanted[name])
+                if name in wanted:
+                    setattr(service, name, wanted[name])
             mark_changed(session, service)
             event: audit.AuditEvent = audit.SettingsChanged(changes)
             if [name for name, _old, _new in changes] == ["platform"]:

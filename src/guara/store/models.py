@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -174,6 +175,70 @@ class RegistryCredential(Base):
     verification: Mapped[str] = mapped_column(String(16))  # passed | overridden
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CredentialHealth(Base):
+    """What the last scheduled (or Check now) preflight of a service's stored credentials found, the
+    expiry date the user gave, and the scheduler's lease. Kept beside the credentials row: a save
+    resets the results, a removal leaves them unread until credentials come back."""
+
+    __tablename__ = "credential_health"
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_passed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The expires_on date whose 14-day window was already announced (audited once per date).
+    expiry_warned_for: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The lease: a scheduler claims a due service by moving next_check_at forward in one conditional
+    # UPDATE; whoever's UPDATE matched checks it, so each interval has exactly one check.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    checked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The digest the service's tag pointed to (for its platform) at the last passing check, and the
+    # one whose move was already announced (audited, notified, auto-deployed once per digest).
+    tag_digest: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    tag_image: Mapped[str | None] = mapped_column(String(512), nullable=True)  # the image it is of
+    tag_moved_to: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Opt-in: deploy by itself when the tag moves (an audited deploy like any other).
+    auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProjectWebhook(Base):
+    """Where a project's health notifications go, and the secret they are signed with (sealed like a
+    registry password: a guara.secrets envelope, never plaintext)."""
+
+    __tablename__ = "project_webhooks"
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    key_version: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One notification sent (or being sent) to a project's webhook: the delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_project_id_id", "project_id", "id"),)
+    id: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    service_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Why the last attempt failed, for people (a guard refusal names the host and the kind of address).
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuditLog(Base):

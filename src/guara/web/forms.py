@@ -7,6 +7,7 @@ and the page says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, UploadFile
@@ -41,6 +42,9 @@ _SHOWN_FIELDS = frozenset(
         "aws_region",
         "aws_role_arn",
         "google_json_key",
+        "expires_on",
+        "url",
+        "secret",
     }
 )
 _FIELD_OF = {"registry_credentials": "username"}
@@ -180,6 +184,7 @@ class DeployFormValues:
     platform: str = ""
     port: str = str(DEFAULT_PORT)
     health_path: str = ""
+    auto_deploy_on_tag_move: bool = False
 
 
 @dataclass
@@ -247,3 +252,16 @@ def new_credentials(
     if user is None or secret is None:
         return None
     return CredentialsChange(registry.strip() or default_registry, user, secret)
+
+
+def expiry_date(value: str) -> date | None:
+    """The *expires on* field: empty clears the date; otherwise a calendar date (YYYY-MM-DD)."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            "enter the expiry date as YYYY-MM-DD, or leave it empty", field="expires_on"
+        ) from None

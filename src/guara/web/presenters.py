@@ -12,6 +12,7 @@ from typing import Any
 
 from guara import PREFLIGHT_TIMEOUT_S
 from guara.core.audit import AuditEntry
+from guara.core.credential_health import HealthView, TagMoved
 from guara.core.credentials import CredentialsView
 from guara.core.deployments import DeploymentView
 from guara.registry import PreflightResult
@@ -197,6 +198,63 @@ def _credential_details(view: CredentialsView, secret_masked: str) -> tuple[tupl
     if view.kind == "google":
         return (("Service account", view.google_client_email or ""), ("JSON key", secret_masked))
     return (("Username", view.username_masked or ""), ("Password", secret_masked))
+
+
+@dataclass(frozen=True)
+class HealthDisplay:
+    """The health of stored credentials as a line people read: "verified 2 hours ago", "failing since
+    09:12 UTC — auth_failed: …", with a tone for its colour."""
+
+    status: str  # passing | failing | unknown
+    tone: str  # ok | warn | error | muted
+    text: str
+    detail: str  # the code and message of a failure or an expiry warning, else ""
+    when_iso: str | None
+    expires_on: str  # ISO date or ""
+    problem: bool
+
+
+HEALTH_HINTS = {
+    "auth_failed": "update the password or token",
+    "manifest_not_found": "check the image reference, or that these credentials can read it",
+    "credentials_unreadable": "enter the credentials again",
+}
+
+
+def health_display(view: HealthView, *, now: datetime | None = None) -> HealthDisplay:
+    detail = f"{view.code}: {view.message}" if view.code else ""
+    hint = HEALTH_HINTS.get(view.code or "")
+    if hint and view.status == "failing":
+        detail = f"{detail.rstrip('. ')}; {hint}"
+    expires_on = view.expires_on.isoformat() if view.expires_on else ""
+    if view.status == "failing" and view.failing_since is not None:
+        since = _as_utc(view.failing_since)
+        today = (now or datetime.now(UTC)).date() == since.date()
+        text = "failing since " + since.strftime("%H:%M UTC" if today else "%d %b %Y %H:%M UTC")
+        return HealthDisplay("failing", "error", text, detail, since.isoformat(), expires_on, True)
+    if view.status == "passing" and view.last_checked_at is not None:
+        tone = "warn" if view.warns else "ok"
+        text = f"verified {ago(view.last_checked_at, now=now)}"
+        when = _as_utc(view.last_checked_at).isoformat()
+        return HealthDisplay("passing", tone, text, detail, when, expires_on, view.warns)
+    return HealthDisplay(
+        "unknown", "warn" if view.warns else "muted", "not checked yet", detail, None, expires_on, view.warns
+    )
+
+
+@dataclass(frozen=True)
+class TagMovedDisplay:
+    text: str
+    digest: str
+    deployed_digest: str
+
+
+def tag_moved_display(moved: TagMoved) -> TagMovedDisplay:
+    return TagMovedDisplay(
+        f"{moved.tag} now points to {moved.digest} — deployed {moved.deployed_digest}",
+        moved.digest,
+        moved.deployed_digest,
+    )
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -17,7 +17,7 @@ from guara.core.errors import GuaraError, InvalidInput
 from guara.http.auth import SESSION_COOKIE
 from guara.http.deps import ContextDep
 from guara.http.errors import status_for
-from guara.web import audit_pages, endpoints, service_pages, team_pages
+from guara.web import audit_pages, endpoints, service_pages, team_pages, webhook_pages
 from guara.web.auth import (
     FormUser,
     LoginRequired,
@@ -140,6 +140,7 @@ def install(app: FastAPI) -> None:
     app.include_router(service_pages.router)
     app.include_router(audit_pages.router)
     app.include_router(team_pages.router)
+    app.include_router(webhook_pages.router)
     app.include_router(endpoints.router)
 
     @app.exception_handler(LoginRequired)

@@ -7,6 +7,7 @@ the preflight again in ``guara.core.credentials``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated, Any, TypedDict
 
@@ -14,7 +15,15 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from guara.context import AppContext
-from guara.core import connection_tests, credentials, deployments, projects, services, validation
+from guara.core import (
+    connection_tests,
+    credentials,
+    deployments,
+    health_checks,
+    projects,
+    services,
+    validation,
+)
 from guara.core.accounts import Principal
 from guara.core.connection_tests import AccessProbe, ConnectionTest
 from guara.core.credentials import CredentialsChange
@@ -44,6 +53,8 @@ from guara.web.forms import (
     FormText,
     PageErrors,
     WizardValues,
+    expiry_date,
+    is_checked,
     new_credentials,
     optional_secret,
     optional_text,
@@ -55,7 +66,9 @@ from guara.web.presenters import (
     connection_result_from,
     credentials_display,
     deployment_display,
+    health_display,
     rate_limited_result,
+    tag_moved_display,
 )
 from guara.web.views import render, see_other
 
@@ -72,6 +85,7 @@ SAVED_NOTES = {
     "passed": "Credentials saved. Test Connection passed with these values.",
     "overridden": "Credentials saved without verifying. The next deploy will show whether they work.",
     "removed": f"Credentials removed. {credentials.ANONYMOUS_NOTE}",
+    "checked": "Checked the stored credentials against the registry just now.",
 }
 
 
@@ -251,6 +265,8 @@ async def _service_context(ctx: AppContext, user: Principal, service_id: uuid.UU
         "service": service,
         "project": project,
         "credentials": credentials_display(stored) if stored else None,
+        "health": health_display(stored.health) if stored else None,
+        "tag_moved": tag_moved_display(service.tag_moved) if service.tag_moved else None,
         "image_registry": validation.image_reference(service.image).registry,
     }
 
@@ -334,7 +350,13 @@ def _settings(
         values = CredentialsFormValues.suggested(registry, kind=shown.kind if shown else None)
     extra.setdefault(
         "deploy_values",
-        DeployFormValues(service.image, service.platform, str(service.port), service.health_path or ""),
+        DeployFormValues(
+            service.image,
+            service.platform,
+            str(service.port),
+            service.health_path or "",
+            service.auto_deploy_on_tag_move,
+        ),
     )
     extra.setdefault("deploy_errors", PageErrors())
     return render(
@@ -376,13 +398,16 @@ async def save_deploy_settings_form(
     platform_name: PlatformField = "",
     port: FormText = "",
     health_path: FormText = "",
+    auto_deploy_on_tag_move: FormText = "",
 ) -> Response:
-    """Settings → Deploy: image, platform, port and health path in one form (used by the next deploy)."""
+    """Settings → Deploy: image, platform, port, health path and auto-deploy in one form (used by the
+    next deploy)."""
     values = DeployFormValues(
         image=image.strip(),
         platform=platform_name.strip(),
         port=port.strip(),
         health_path=health_path.strip(),
+        auto_deploy_on_tag_move=is_checked(auto_deploy_on_tag_move),
     )
     try:
         change = services.ServiceChange(
@@ -390,6 +415,7 @@ async def save_deploy_settings_form(
             platform=values.platform,
             port=port_number(values.port),
             health_path=values.health_path or None,
+            auto_deploy_on_tag_move=values.auto_deploy_on_tag_move,
         )
         await services.update_service(ctx, user, service_id=service_id, change=change)
     except InvalidInput as exc:
@@ -415,6 +441,7 @@ async def save_credentials_form(
     username: FormText = "",
     password: FormSecret = NO_SECRET,
     skip_verification: FormText = "",
+    expires_on: FormText = "",
     action: FormText = "save",
 ) -> Response:
     context = await _service_context(ctx, user, service_id)
@@ -427,7 +454,7 @@ async def save_credentials_form(
         default_registry=context["image_registry"],
         cloud=cloud,
     )
-    page: dict[str, Any] = {"edit": True, "values": values}
+    page: dict[str, Any] = {"edit": True, "values": values, "expires_value": expires_on.strip()}
     try:
         if action == "test":
             tested = await _test_connection(
@@ -452,7 +479,7 @@ async def save_credentials_form(
             ctx,
             user,
             service_id=service.id,
-            change=change,
+            change=dataclasses.replace(change, expires_on=expiry_date(expires_on)),
             skip_verification=values.skip_verification,
         )
     except NotFound:
@@ -460,6 +487,21 @@ async def save_credentials_form(
     except GuaraError as exc:
         return _settings(request, context, **_failure(ctx, exc, values.registry), **page)
     return see_other(f"/services/{service.id}/settings?saved={view.verification}#private-registry")
+
+
+@router.post("/services/{service_id}/settings/registry-credentials/check")
+async def check_now_form(
+    request: Request, ctx: ContextDep, user: FormUser, service_id: uuid.UUID
+) -> Response:
+    """Check now: one check of the stored credentials (counts against the Test Connection limit)."""
+    try:
+        await health_checks.check_now(ctx, user, service_id=service_id)
+    except NotFound:
+        raise
+    except GuaraError as exc:  # the rate limit, no credentials, a racing save: said above the card
+        context = await _service_context(ctx, user, service_id)
+        return _settings(request, context, status_code=status_for(exc), errors=PageErrors(form=exc.message))
+    return see_other(f"/services/{service_id}/settings?saved=checked#private-registry")
 
 
 @router.get("/services/{service_id}/settings/registry-credentials/remove")

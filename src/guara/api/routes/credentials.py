@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from guara.api.deps import CurrentUser
 from guara.api.schemas import (
+    CredentialHealthPublic,
     PreflightPublic,
     RegistryCredentialsPublic,
     RegistryCredentialsRemoved,
@@ -15,7 +16,7 @@ from guara.api.schemas import (
     RegistryTest,
     error_responses,
 )
-from guara.core import connection_tests, credentials
+from guara.core import connection_tests, credentials, health_checks
 from guara.http.deps import ContextDep
 
 router = APIRouter(tags=["registry credentials"], responses=error_responses(401, 403, 404, 422))
@@ -37,6 +38,16 @@ async def remove_registry_credentials(
 ) -> RegistryCredentialsRemoved:
     withdrawal = await credentials.remove_credentials(ctx, user, service_id=service_id)
     return RegistryCredentialsRemoved.model_validate(withdrawal)
+
+
+@router.post("/services/{service_id}/registry-credentials/check", responses=error_responses(409, 429))
+async def check_registry_credentials(
+    service_id: uuid.UUID, user: CurrentUser, ctx: ContextDep
+) -> CredentialHealthPublic:
+    """Check now: re-run the preflight with the stored credentials and record the result (counts
+    against the Test Connection limit)."""
+    health = await health_checks.check_now(ctx, user, service_id=service_id)
+    return CredentialHealthPublic.model_validate(health)
 
 
 @router.post("/registry/test", responses=error_responses(400, 409, 413, 429))
