@@ -78,6 +78,12 @@ async def delete_project(
 
     refs = await ctx.db.run(check)
     notes = [await _remove_from_runtime(ctx, ref) for ref in refs]
+    try:
+        notes.append(await ctx.deployments.runtime.remove_project(project_id))
+    except RemovalFailed as exc:
+        raise Conflict(
+            f"the project was not deleted: {exc}; try again when the runtime answers", code="runtime_failed"
+        ) from None
 
     def work(session: Session) -> None:
         project, _role = project_of(
