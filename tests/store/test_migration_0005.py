@@ -83,7 +83,7 @@ def test_existing_rows_get_roles_and_an_admin(database_url: str) -> None:
                     sa.select(MEMBERSHIPS.c.project_id, MEMBERSHIPS.c.user_id, MEMBERSHIPS.c.role)
                 )
             }
-            admins = dict(conn.execute(sa.text("SELECT email, is_admin FROM users")).all())
+            admins: dict[str, object] = dict(conn.execute(sa.text("SELECT email, is_admin FROM users")).all())
         assert roles == {(owned, first): "owner", (owned, second): "developer", (ownerless, second): "owner"}
         assert {email: bool(flag) for email, flag in admins.items()} == {
             "first@example.com": True,
