@@ -8,14 +8,19 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from guara.context import AppContext
+from guara.core.access import service_of
+from guara.core.roles import Action
+from guara.store import flush
 from guara.store.models import AuditLog, Deployment, RegistryCredential
 from tests.support import ApiUser
+from tests.web.support import principal_of
 
 IMAGE = "127.0.0.1:1/acme/api:v1"  # nothing listens: deploys fail fast, on loopback
 
@@ -170,3 +175,56 @@ def test_a_service_is_not_deleted_while_it_deploys(client: ApiUser, context: App
     busy = client.delete(f"/services/{service_id}")
     assert (busy.status_code, busy.json()["code"]) == (409, "deploy_in_progress")
     assert client.get(f"/services/{service_id}").status_code == 200
+
+
+def test_a_deploy_being_started_holds_off_a_deletion(
+    client: ApiUser, context: AppContext, database_url: str
+) -> None:
+    """A deploy inserted but not yet committed holds its service row: the deletion waits for it, then
+    sees it and refuses, instead of deleting a service that is about to run."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite runs one writer at a time")
+    project_id = client.project()
+    service_id = client.service(project_id, image=IMAGE)
+    owner = principal_of(context, client.email)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        with context.db.session() as starting:
+            service_of(
+                starting,
+                principal=owner,
+                service_id=uuid.UUID(service_id),
+                action=Action.DEPLOY,
+                share_lock=True,
+            )
+            starting.add(
+                Deployment(
+                    service_id=uuid.UUID(service_id),
+                    project_id=uuid.UUID(project_id),
+                    status="pending",
+                    image=IMAGE,
+                    platform="linux/amd64",
+                )
+            )
+            flush(starting)
+            deleting = pool.submit(client.delete, f"/services/{service_id}")
+            _until_a_backend_waits_on_a_lock(context)
+        answer = deleting.result(timeout=60)
+    finally:
+        pool.shutdown()
+    assert (answer.status_code, answer.json()["code"]) == (409, "deploy_in_progress")
+    assert client.get(f"/services/{service_id}").status_code == 200
+
+
+def _until_a_backend_waits_on_a_lock(context: AppContext) -> None:
+    deadline = time.monotonic() + 30
+    with context.db.engine.connect() as conn:
+        while not conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        ).scalar():
+            assert time.monotonic() < deadline, "the deletion never waited for the deploy"
+            time.sleep(0.05)
+            conn.rollback()

@@ -240,6 +240,19 @@ async def test_a_deleted_service_takes_its_deployment_and_pull_secret_along(
     ]
 
 
+@pytest.mark.anyio
+async def test_a_deleted_project_takes_its_namespace_along(
+    fake_cluster: tuple[FakeKubernetes, LabServer],
+) -> None:
+    fake, server = fake_cluster
+    objects = _objects()
+    namespace = objects[0]["metadata"]["name"]
+    await KubernetesApplier(_configuration(server)).apply(objects)
+    runtime = KubernetesRuntime(KubernetesApplier(_configuration(server)))
+    assert namespace in await runtime.remove_project(uuid.UUID(int=1))
+    assert fake.deleted() == [f"/api/v1/namespaces/{namespace}"]
+
+
 def test_an_explicit_kubeconfig_wins_over_the_pods_service_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -284,6 +284,23 @@ def test_deleting_a_running_service_removes_its_container(guara: Guara, app_imag
     [history] = guara.api.get(f"/services/{service_id}/deployments").json()
     assert (history["id"], history["status"], history["url"]) == (running["id"], "stopped", None)
 
+    # A project deleted with its services takes its engine network along.
+    other = _service(guara, app_images, project="gone")
+    assert guara.deploy(other)["status"] == "running"
+    project_id = guara.api.get(f"/services/{other}").json()["project_id"]
+    assert _networks(guara, project_id)
+    assert guara.api.delete(f"/projects/{project_id}?cascade=true").status_code == 204
+    assert not guara.managed()
+    assert not _networks(guara, project_id)
+
+
+def _networks(guara: Guara, project_id: str) -> list[str]:
+    client = guara.engine.client()
+    try:
+        return [n["Name"] for n in client.api.networks() if n["Name"] == f"guara-{uuid.UUID(project_id).hex}"]
+    finally:
+        client.close()
+
 
 def _pulled_image(guara: Guara) -> str:
     client = guara.engine.client()

@@ -47,10 +47,13 @@ def service_of(
     service_id: uuid.UUID,
     action: Action,
     deleted: bool = False,
+    share_lock: bool = False,
 ) -> Service:
     """A live service of one of the principal's projects, when the principal's role there allows
-    ``action``; with ``deleted``, a deleted service instead (for its history)."""
-    row = session.execute(
+    ``action``; with ``deleted``, a deleted service instead (for its history). ``share_lock`` holds
+    the row (PostgreSQL: FOR SHARE) until the transaction ends, so a deletion waits for it and then
+    sees what it wrote (SQLite runs one writer at a time anyway)."""
+    query = (
         select(Service, Membership.role)
         .join(Project, Project.id == Service.project_id)
         .join(Membership, Membership.project_id == Service.project_id)
@@ -60,7 +63,10 @@ def service_of(
             Project.deleted_at.is_(None),
             Membership.user_id == principal.user_id,
         )
-    ).first()
+    )
+    if share_lock:
+        query = query.with_for_update(read=True, of=Service)
+    row = session.execute(query).first()
     if row is None:
         raise NotFound("service not found")
     require(row[1], action)

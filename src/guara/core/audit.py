@@ -517,6 +517,8 @@ class AuditEntry:
     summary: str
     # passed | overridden | removed for credentials changes, else "".
     outcome: str
+    # The entry's service has been deleted since (its page no longer exists).
+    target_deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -564,7 +566,7 @@ def record_in_project(
     )
 
 
-def entry_of(row: AuditLog) -> AuditEntry:
+def entry_of(row: AuditLog, *, target_deleted: bool = False) -> AuditEntry:
     """A stored row as an entry, its time in UTC (SQLite hands back naive times, which are UTC)."""
     details: dict[str, Any] = row.details or {}
     event = event_from(row.action, details)
@@ -580,7 +582,21 @@ def entry_of(row: AuditLog) -> AuditEntry:
         created_at=created,
         summary=event.summary if event else row.action.replace(".", " ").capitalize(),
         outcome=event.outcome if event else "",
+        target_deleted=target_deleted,
     )
+
+
+def _deleted_services(session: Session, ids: set[str]) -> set[str]:
+    wanted = []
+    for text in ids:
+        try:
+            wanted.append(uuid.UUID(text))
+        except ValueError:
+            continue
+    if not wanted:
+        return set()
+    found = session.scalars(select(Service.id).where(Service.id.in_(wanted), Service.deleted_at.is_not(None)))
+    return {str(service_id) for service_id in found}
 
 
 async def list_entries(
@@ -612,6 +628,9 @@ async def list_entries(
             query = query.where(AuditLog.id < int(cursor))
         rows = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))
         next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
-        return AuditPage([entry_of(row) for row in rows[:limit]], next_cursor)
+        rows = rows[:limit]
+        deleted = _deleted_services(session, {row.target_id for row in rows if row.target_type == "service"})
+        entries = [entry_of(row, target_deleted=row.target_id in deleted) for row in rows]
+        return AuditPage(entries, next_cursor)
 
     return await ctx.db.run(work)

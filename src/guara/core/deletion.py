@@ -58,7 +58,6 @@ async def delete_service(ctx: AppContext, principal: Principal, *, service_id: u
         service = service_of(
             session, principal=principal, service_id=service_id, action=Action.SERVICE_DELETE
         )
-        _no_deploy_running(session, service)
         _tombstone(session, principal, service)
 
     await ctx.db.run(work)
@@ -79,6 +78,12 @@ async def delete_project(
 
     refs = await ctx.db.run(check)
     notes = [await _remove_from_runtime(ctx, ref) for ref in refs]
+    try:
+        notes.append(await ctx.deployments.runtime.remove_project(project_id))
+    except RemovalFailed as exc:
+        raise Conflict(
+            f"the project was not deleted: {exc}; try again when the runtime answers", code="runtime_failed"
+        ) from None
 
     def work(session: Session) -> None:
         project, _role = project_of(
@@ -89,7 +94,6 @@ async def delete_project(
             raise Conflict("the project's services changed meanwhile; try again", code="conflict")
         names = tuple(sorted(service.name for service in services))
         for service in services:
-            _no_deploy_running(session, service)
             _tombstone(session, principal, service)
         # Nothing sealed under the project's key may outlive it.
         session.execute(delete(RegistryCredential).where(RegistryCredential.project_id == project_id))
@@ -136,6 +140,10 @@ async def _remove_from_runtime(ctx: AppContext, ref: ServiceRef) -> str:
 
 def _tombstone(session: Session, principal: Principal, service: Service) -> None:
     """In the caller's transaction: destroy the credentials, end what ran, audit, free the name."""
+    # Writing the row first waits for a deploy being started on it (it holds the row) and makes the
+    # check below see that deploy; a deploy starting later finds the service deleted.
+    mark_changed(session, service)
+    _no_deploy_running(session, service)
     stored = session.get(RegistryCredential, service.id)
     session.execute(delete(RegistryCredential).where(RegistryCredential.service_id == service.id))
     deployments = session.scalar(select(func.count()).where(Deployment.service_id == service.id)) or 0

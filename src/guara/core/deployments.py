@@ -151,7 +151,10 @@ async def start_deployment(ctx: AppContext, principal: Principal, *, service_id:
         raise RateLimited(f"Too many deploys; try again in {retry_after} seconds.", retry_after=retry_after)
 
     def create(session: Session) -> DeploymentView:
-        service = service_of(session, principal=principal, service_id=service_id, action=Action.DEPLOY)
+        # Held until the new deployment is committed: a deletion racing this one waits, then sees it.
+        service = service_of(
+            session, principal=principal, service_id=service_id, action=Action.DEPLOY, share_lock=True
+        )
         busy = Conflict(
             "a deployment of this service is already running; wait for it to finish",
             code="deploy_in_progress",

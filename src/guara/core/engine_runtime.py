@@ -227,6 +227,13 @@ class EngineRuntime:
             raise RemovalFailed(f"its containers could not be removed: {exc}") from exc
         return f"{len(containers)} container(s) removed." if containers else ""
 
+    async def remove_project(self, project_id: uuid.UUID) -> str:
+        try:
+            await self.engine.remove_network(network_name(project_id))
+        except EngineError as exc:
+            raise RemovalFailed(f"its engine network could not be removed: {exc}") from exc
+        return ""
+
     async def reconcile(self, ctx: AppContext) -> int:
         """Remove the containers guara started that the database no longer runs (a deploy cut off by a
         crash, a container whose deployment ended); returns how many were removed."""

@@ -23,9 +23,11 @@ from guara.deploy import (
     ApplyFailed,
     DeployError,
     ManifestApplier,
+    ObjectRef,
     PullCredentials,
     RenderedWorkload,
     ResolvedImage,
+    namespace_for,
     pull_secret_ref,
     render_workload,
     workload_refs,
@@ -124,6 +126,11 @@ class Runtime(Protocol):
         something could not be removed (the service is then not deleted)."""
         ...
 
+    async def remove_project(self, project_id: uuid.UUID) -> str:
+        """Remove what the runtime keeps per project (an engine network, a Kubernetes Namespace) once
+        its services are removed; a note for people. Raises ``RemovalFailed``."""
+        ...
+
     async def retire(self, container_ids: tuple[str, ...]) -> None:
         """Remove containers a newer deployment took over from (after that was recorded)."""
         ...
@@ -191,6 +198,9 @@ class RenderRuntime:
     async def remove_service(self, service: ServiceRef) -> str:
         return ""
 
+    async def remove_project(self, project_id: uuid.UUID) -> str:
+        return ""
+
     async def reconcile(self, ctx: AppContext) -> int:
         return 0
 
@@ -255,6 +265,14 @@ class KubernetesRuntime:
         except ApplyFailed as exc:
             raise RemovalFailed(f"its Kubernetes objects could not be deleted: {exc}") from exc
         return "Its Kubernetes Deployment and pull Secret were deleted from the cluster."
+
+    async def remove_project(self, project_id: uuid.UUID) -> str:
+        namespace = namespace_for(project_id)
+        try:
+            await self.applier.apply([], absent=[ObjectRef("Namespace", namespace, namespace)])
+        except ApplyFailed as exc:
+            raise RemovalFailed(f"its Kubernetes namespace could not be deleted: {exc}") from exc
+        return f"Its Kubernetes namespace {namespace} was deleted."
 
     async def reconcile(self, ctx: AppContext) -> int:
         await self.pull_secrets.refresh_due(ctx)  # server-side apply converges on each deploy otherwise

@@ -74,19 +74,28 @@ class KubernetesApplier:
     def _delete(self, api: Any, ref: ObjectRef) -> None:
         import kubernetes.client
 
-        # A deleted service takes its Deployment along; any other kind is left to the operator.
-        if ref.kind == "Secret":
-            delete = kubernetes.client.CoreV1Api(api).delete_namespaced_secret
-        elif ref.kind == "Deployment":
-            delete = kubernetes.client.AppsV1Api(api).delete_namespaced_deployment
-        else:
-            raise ApplyFailed(f"guara does not delete {ref.kind} objects", kind=ref.kind, name=ref.name)
+        # A deleted service takes its Deployment along, a deleted project its Namespace (and with it
+        # everything in it); any other kind is left to the operator.
+        core = kubernetes.client.CoreV1Api(api)
+        timeout = self._request_timeout
         with _translate_errors(ref.kind, ref.name, ref.namespace, missing_ok=True):
-            _discard(
-                delete(
-                    ref.name, ref.namespace, _preload_content=False, _request_timeout=self._request_timeout
+            if ref.kind == "Secret":
+                _discard(
+                    core.delete_namespaced_secret(
+                        ref.name, ref.namespace, _preload_content=False, _request_timeout=timeout
+                    )
                 )
-            )
+            elif ref.kind == "Deployment":
+                apps = kubernetes.client.AppsV1Api(api)
+                _discard(
+                    apps.delete_namespaced_deployment(
+                        ref.name, ref.namespace, _preload_content=False, _request_timeout=timeout
+                    )
+                )
+            elif ref.kind == "Namespace":
+                _discard(core.delete_namespace(ref.name, _preload_content=False, _request_timeout=timeout))
+            else:
+                raise ApplyFailed(f"guara does not delete {ref.kind} objects", kind=ref.kind, name=ref.name)
             logger.info("deleted %s %s/%s", ref.kind, ref.namespace, ref.name)
 
     def _apply_one(self, api: Any, obj: Mapping[str, Any]) -> None:

@@ -306,7 +306,7 @@ def audit_row(entry: AuditEntry) -> AuditRow:
         when_iso=created.isoformat(),
         actor=entry.actor_email,
         service=entry.target_name,
-        service_id=entry.target_id if entry.target_type == "service" else "",
+        service_id=entry.target_id if entry.target_type == "service" and not entry.target_deleted else "",
         summary=entry.summary,
         outcome=entry.outcome,
     )

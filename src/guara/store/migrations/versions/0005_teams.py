@@ -25,9 +25,10 @@ def upgrade() -> None:
         "(SELECT project_id FROM memberships WHERE role = 'owner')"
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
-        # The default stays: removing it would rebuild the table on SQLite, whose foreign keys would
-        # cascade the drop into every membership, token and session.
-        batch_op.add_column(sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()))
+        # A constant default, kept: any other default (or removing it) makes Alembic rebuild the table
+        # on SQLite, whose foreign keys then cascade the DROP TABLE into every membership, token and
+        # session (tests/store/test_migration_0005.py).
+        batch_op.add_column(sa.Column("is_admin", sa.Boolean(), nullable=False, server_default="0"))
     # The account that set the installation up is its admin.
     op.execute("UPDATE users SET is_admin = true WHERE id IN (SELECT user_id FROM setup_claims)")
     op.create_table(
@@ -57,16 +58,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Plain DROP COLUMN (SQLite 3.35+, PostgreSQL): a batch rebuild of these tables would cascade into
+    # their children on SQLite.
     op.drop_index("ix_audit_logs_project_actor_id", table_name="audit_logs")
-    with op.batch_alter_table("services", schema=None) as batch_op:
-        batch_op.drop_column("deleted_at")
-    with op.batch_alter_table("projects", schema=None) as batch_op:
-        batch_op.drop_column("deleted_at")
-    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
-        batch_op.drop_column("revoked_at")
-        batch_op.drop_column("last_used_at")
-        batch_op.drop_column("expires_at")
+    for table, column in (
+        ("services", "deleted_at"),
+        ("projects", "deleted_at"),
+        ("api_tokens", "revoked_at"),
+        ("api_tokens", "last_used_at"),
+        ("api_tokens", "expires_at"),
+        ("users", "is_admin"),
+    ):
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     op.drop_table("invitations")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("is_admin")
     op.execute("UPDATE memberships SET role = 'member' WHERE role IN ('developer', 'viewer')")
