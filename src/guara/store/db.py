@@ -99,6 +99,10 @@ class Database:
             config = alembic_config(self.url)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+        if self.is_sqlite:
+            # The migrations ran with foreign keys off (see migrations/env.py): no connection of that
+            # session is reused; new ones are opened with the check on.
+            self.engine.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()
