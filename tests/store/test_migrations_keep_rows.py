@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -40,7 +41,7 @@ def test_upgrading_from_the_first_releases_keeps_credentials_and_deployments(dat
         # What the reflected columns take: SQLite keeps UUIDs as 32 hex characters.
         ids = [uuid.uuid4() for _ in range(4)]
         user, project, service, deployment = (i.hex if db.is_sqlite else i for i in ids)
-        rows = {
+        rows: dict[str, dict[str, object]] = {
             "users": {"id": user, "email": "old@example.com", "password_hash": "x", "created_at": now},
             "projects": {"id": project, "name": "old", "created_at": now},
             "memberships": {"project_id": project, "user_id": user, "role": "owner"},
@@ -87,7 +88,7 @@ def test_upgrading_from_the_first_releases_keeps_credentials_and_deployments(dat
         db.dispose()
 
 
-def test_after_upgrading_sqlite_enforces_foreign_keys_again(tmp_path: object) -> None:
+def test_after_upgrading_sqlite_enforces_foreign_keys_again(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/guara.db")
     try:
         db.upgrade()
