@@ -46,7 +46,7 @@ def test_deploy_with_credentials_then_without(owner: WebUser, lab_context: AppCo
 
     page = text_of(_deploy_and_wait(owner, service_path))
     digest = lab.token.images["acme/api:v1"]
-    assert f"Last deploy {digest} , pulled with registry credentials · succeeded" in page
+    assert f"Last deploy {digest} Copy , pulled with registry credentials · succeeded" in page
     assert lab.token.users["alice"] not in page
 
     removed = owner.post_form(f"{service_path}/settings/registry-credentials/remove", {})

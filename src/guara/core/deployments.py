@@ -254,7 +254,7 @@ async def stop_service(ctx: AppContext, principal: Principal, *, service_id: uui
         return [(deployment_id, container_id or "") for deployment_id, container_id in rows]
 
     stopped = await ctx.db.run(running)
-    await _engine(ctx).stop([container_id for _id, container_id in stopped if container_id])
+    await _engine(ctx).stop(service_id, [container_id for _id, container_id in stopped if container_id])
 
     def record(session: Session) -> None:
         service = service_of(session, principal=principal, service_id=service_id, action=Action.SERVICE_STOP)

@@ -206,9 +206,13 @@ class EngineRuntime:
         except EngineError as exc:  # reconciliation removes it later; the deploy's answer stands
             logger.warning("could not remove container %s: %s", container_id[:12], exc)
 
-    async def stop(self, container_ids: list[str]) -> None:
+    async def stop(self, service_id: uuid.UUID, container_ids: list[str]) -> None:
+        """Remove the service's running containers, then by label whatever else of it is left: a
+        container a newer deployment replaced may still be draining (``DeploymentRunner.drain_s``)."""
         for container_id in container_ids:
             await self.engine.remove(container_id)
+        for container in await self.engine.list_containers({SERVICE_LABEL: str(service_id)}):
+            await self.engine.remove(container.id)
 
     async def logs(self, container_id: str, *, tail: int) -> list[str]:
         return redacted_lines(await self.engine.logs(container_id, tail=min(tail, MAX_LOG_TAIL)))
