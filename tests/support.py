@@ -141,3 +141,29 @@ class ApiUser:
         response = self.post(f"/projects/{project_id}/services", json={"name": name, "image": image})
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
+
+
+IN_PROGRESS = ("pending", "resolving", "starting")
+
+
+def settled_deployment(
+    get: Callable[[str], httpx.Response], service_id: str, deployment_id: str, *, timeout_s: float = 30
+) -> dict[str, Any]:
+    """The deployment once it has ended (``get`` reads a path under /api/v1: ``ApiUser.get`` or an
+    httpx client based there)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body: dict[str, Any] = get(f"/services/{service_id}/deployments/{deployment_id}").json()
+        if body["status"] not in IN_PROGRESS:
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+
+
+def deploy_and_wait(
+    post: Callable[[str], httpx.Response], get: Callable[[str], httpx.Response], service_id: str
+) -> dict[str, Any]:
+    """Start a deployment of the service and return it once it has ended."""
+    started = post(f"/services/{service_id}/deployments")
+    assert started.status_code == 202, started.text
+    return settled_deployment(get, service_id, started.json()["id"])

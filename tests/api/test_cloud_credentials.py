@@ -3,7 +3,6 @@ server → the lab's registries, at Test Connection, verified save and deploy.""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,7 @@ from guara.store.models import RegistryCredential
 from tests.conftest import build_context
 from tests.lab import Lab
 from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN, GoogleTokenServer, MotoAws
-from tests.support import ApiUser, make_client
+from tests.support import ApiUser, make_client, settled_deployment
 
 pytestmark = pytest.mark.lab
 
@@ -63,16 +62,6 @@ def create(
     return body
 
 
-def wait_until_done(client: ApiUser, service_id: str, deployment_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        body: dict[str, Any] = client.get(f"/services/{service_id}/deployments/{deployment_id}").json()
-        if body["status"] not in ("pending", "resolving", "starting"):
-            return body
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_aws_ecr_credentials_verified_saved_masked_and_deployed(
     cloud_client: ApiUser, cloud_context: AppContext, lab: Lab, moto_aws: MotoAws
 ) -> None:
@@ -93,7 +82,7 @@ def test_aws_ecr_credentials_verified_saved_masked_and_deployed(
         assert moto_aws.puller.secret_access_key not in row.password_sealed
     deployment = cloud_client.post(f"/services/{service['id']}/deployments")
     assert deployment.status_code == 202, deployment.text
-    done = wait_until_done(cloud_client, service["id"], deployment.json()["id"])
+    done = settled_deployment(cloud_client.get, service["id"], deployment.json()["id"])
     assert done["status"] == "succeeded", done
     assert done["with_credentials"] is True
     assert done["digest"] == lab.basic.images["acme/api:v1"]

@@ -4,7 +4,6 @@ the pinned ``registry_credentials.health``, Check now, the expiry date and the a
 from __future__ import annotations
 
 import functools
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -18,7 +17,7 @@ from guara.core import health_checks
 from guara.store.models import utcnow
 from tests.lab import Lab
 from tests.lab.lab import OwnRegistry, own_registry
-from tests.support import ApiUser, run
+from tests.support import ApiUser, deploy_and_wait, run, settled_deployment
 
 pytestmark = pytest.mark.lab
 
@@ -192,22 +191,6 @@ def test_a_malformed_expiry_date_is_a_clear_error(lab_client: ApiUser, expires_o
     assert lab_client.get(f"/services/{service_id}").json()["registry_credentials"] is None
 
 
-def _deploy(client: ApiUser, service_id: str) -> dict[str, Any]:
-    started = client.post(f"/services/{service_id}/deployments")
-    assert started.status_code == 202, started.text
-    return _until_done(client, service_id, started.json()["id"])
-
-
-def _until_done(client: ApiUser, service_id: str, deployment_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        body: dict[str, Any] = client.get(f"/services/{service_id}/deployments/{deployment_id}").json()
-        if body["status"] in ("succeeded", "failed"):
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.02)
-
-
 def _check_on_app_loop(client: ApiUser, context: AppContext, service_id: str) -> health_checks.CheckResult:
     """A scheduled check on the app's event loop (where an auto-deploy's task lives on)."""
     portal = client.http.portal
@@ -220,7 +203,7 @@ def test_a_moved_tag_is_noticed_and_auto_deployed_only_when_opted_in(
     lab_client: ApiUser, lab_context: AppContext, registry: OwnRegistry
 ) -> None:
     project_id, service_id = _service_with_credentials(lab_client, registry)
-    deployed = _deploy(lab_client, service_id)
+    deployed = deploy_and_wait(lab_client.post, lab_client.get, service_id)
     assert deployed["status"] == "succeeded", deployed
     _check_on_app_loop(lab_client, lab_context, service_id)
     service = lab_client.get(f"/services/{service_id}").json()
@@ -243,7 +226,7 @@ def test_a_moved_tag_is_noticed_and_auto_deployed_only_when_opted_in(
     _check_on_app_loop(lab_client, lab_context, service_id)
     history = lab_client.get(f"/services/{service_id}/deployments").json()
     assert len(history) == 2
-    done = _until_done(lab_client, service_id, history[0]["id"])
+    done = settled_deployment(lab_client.get, service_id, history[0]["id"])
     assert done["status"] == "succeeded" and done["digest"] == again
     assert lab_client.get(f"/services/{service_id}").json()["tag_moved"] is None
     actions = [e["action"] for e in _actions(lab_client, project_id)]
@@ -255,7 +238,7 @@ def test_a_multi_platform_tag_is_not_taken_for_a_moved_one(
 ) -> None:
     registry.registry.push_index("acme/api:v1", platforms=("linux/amd64", "linux/arm64"))
     _project_id, service_id = _service_with_credentials(lab_client, registry)
-    deployed = _deploy(lab_client, service_id)
+    deployed = deploy_and_wait(lab_client.post, lab_client.get, service_id)
     assert deployed["status"] == "succeeded", deployed
     assert deployed["digest"] != registry.registry.images["acme/api:v1"]  # the platform's manifest
     _check_on_app_loop(lab_client, lab_context, service_id)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from guara.app import create_app
 from guara.context import AppContext
 from tests.conftest import build_context
-from tests.support import ApiUser, make_client
+from tests.support import ApiUser, make_client, settled_deployment
 
 
 def _service(client: ApiUser) -> tuple[str, str]:
@@ -148,18 +148,6 @@ def test_sign_in_is_throttled_per_account(context: AppContext) -> None:
     assert owner.status_code == 303
 
 
-def _wait_until_done(client: ApiUser, service_id: str, deployment_id: str) -> dict[str, object]:
-    import time
-
-    deadline = time.monotonic() + 20
-    while True:
-        body: dict[str, object] = client.get(f"/services/{service_id}/deployments/{deployment_id}").json()
-        if body["status"] not in ("pending", "resolving"):
-            return body
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_deploys_are_bounded_per_service_and_per_user(client: ApiUser, context: AppContext) -> None:
     from guara.store.models import Deployment
 
@@ -184,7 +172,7 @@ def test_deploys_are_bounded_per_service_and_per_user(client: ApiUser, context: 
         started = client.post(f"/services/{service_id}/deployments")
         statuses.append(started.status_code)
         if started.status_code == 202:
-            assert _wait_until_done(client, service_id, started.json()["id"])["code"] == "invalid_url"
+            assert settled_deployment(client.get, service_id, started.json()["id"])["code"] == "invalid_url"
     assert statuses == [202] * 9 + [429]  # the refused one above counted too: 10 a minute per user
 
 

@@ -3,14 +3,11 @@ request id. Counters live for the whole test process, so each test compares two 
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.lab import Lab
-from tests.support import ApiUser
+from tests.support import ApiUser, settled_deployment
 
 pytestmark = pytest.mark.lab
 
@@ -43,16 +40,6 @@ def labels(**pairs: str) -> frozenset[tuple[str, str]]:
     return frozenset(pairs.items())
 
 
-def _wait_until_done(client: ApiUser, service_id: str, deployment_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        body: dict[str, Any] = client.get(f"/services/{service_id}/deployments/{deployment_id}").json()
-        if body["status"] not in ("pending", "resolving", "starting"):
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
-
-
 def test_counters_move_by_exactly_the_tests_deploys_and_refusals(lab_client: ApiUser, lab: Lab) -> None:
     image = lab.token.ref("acme/api:v1")
     creds = {"registry": lab.token.host, "username": "alice", "password": lab.token.users["alice"]}
@@ -70,7 +57,7 @@ def test_counters_move_by_exactly_the_tests_deploys_and_refusals(lab_client: Api
     assert (passed.json()["ok"], failed.json()["code"]) == (True, "auth_failed")
     started = lab_client.post(f"/services/{service_id}/deployments")
     assert started.status_code == 202, started.text
-    assert _wait_until_done(lab_client, service_id, started.json()["id"])["status"] == "succeeded"
+    assert settled_deployment(lab_client.get, service_id, started.json()["id"])["status"] == "succeeded"
     after = scrape(lab_client)
 
     assert moved(before, after, "guara_preflights_total") == {

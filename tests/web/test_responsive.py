@@ -8,7 +8,6 @@ entries. Each page reachable from the project list is visited at 1280×900 and 3
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from guara.core import accounts, services
 from guara.core.credentials import CredentialsChange
 from guara.core.services import ServiceChange
 from tests.lab import Lab
-from tests.support import run
+from tests.support import deploy_and_wait, run
 from tests.web.support import PASSWORD, create_project, create_user
 from tests.web.test_browser import ARTIFACTS, browser, guara_env, server_context, server_url
 
@@ -40,18 +39,6 @@ LONG_REPOSITORY = "organization-with-a-long-name/platform-team/backend/an-applic
 class Arranged:
     email: str
     pages: dict[str, str]
-
-
-def _deploy(api: httpx.Client, service_id: str) -> dict[str, object]:
-    started = api.post(f"/services/{service_id}/deployments")
-    assert started.status_code == 202, started.text
-    deadline = time.monotonic() + 30
-    while True:
-        body: dict[str, object] = api.get(f"/services/{service_id}/deployments/{started.json()['id']}").json()
-        if body["status"] not in ("pending", "resolving", "starting"):
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +72,12 @@ def arranged(server_context: AppContext, server_url: str, lab: Lab) -> Arranged:
     token = run(accounts.create_api_token, server_context, email=email)
     with httpx.Client(base_url=server_url + "/api/v1", headers={"Authorization": f"Bearer {token}"}) as api:
         for _ in range(2):
-            deployed = _deploy(api, working)
+            deployed = deploy_and_wait(api.post, api.get, working)
             assert deployed["status"] == "succeeded", deployed["message"]
-        assert _deploy(api, failing)["status"] == "failed"
-        assert _deploy(api, pinned)["status"] == "failed"  # the long repository does not exist
+        assert deploy_and_wait(api.post, api.get, failing)["status"] == "failed"
+        assert (
+            deploy_and_wait(api.post, api.get, pinned)["status"] == "failed"
+        )  # the long repository does not exist
     return Arranged(
         email,
         {
