@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, get_args
@@ -159,17 +159,18 @@ def view_of(row: RegistryCredential, health: CredentialHealth | None = None) -> 
 
 
 def views_in_project(
-    session: Session, *, project_id: uuid.UUID, service_ids: Collection[uuid.UUID] | None = None
+    session: Session,
+    *,
+    project_id: uuid.UUID,
+    service_ids: Collection[uuid.UUID] | None,
+    health: Mapping[uuid.UUID, CredentialHealth],
 ) -> dict[uuid.UUID, CredentialsView]:
-    """Masked credentials (with their health) of the services of an authorised project (all, or
-    ``service_ids``), by service id, in two queries."""
+    """Masked credentials of the services of an authorised project (all, or ``service_ids``), by
+    service id, in one query; ``health``: the same services' health rows, read by the caller."""
     rows = select(RegistryCredential).where(RegistryCredential.project_id == project_id)
-    health = select(CredentialHealth).where(CredentialHealth.project_id == project_id)
     if service_ids is not None:
         rows = rows.where(RegistryCredential.service_id.in_(service_ids))
-        health = health.where(CredentialHealth.service_id.in_(service_ids))
-    by_service = {row.service_id: row for row in session.scalars(health)}
-    return {row.service_id: view_of(row, by_service.get(row.service_id)) for row in session.scalars(rows)}
+    return {row.service_id: view_of(row, health.get(row.service_id)) for row in session.scalars(rows)}
 
 
 # --- input rules (the one place for each) -----------------------------------------------------------

@@ -250,12 +250,12 @@ def _views_by_name(
     rows = list(session.scalars(query.limit(limit)))
     # A page asks for its own services' rows; the whole list, for the project's.
     ids = None if limit is None else [service.id for service in rows]
-    stored = credentials.views_in_project(session, project_id=project_id, service_ids=ids)
-    urls = _running_urls(session, project_id=project_id, service_ids=ids)
     health_rows = select(CredentialHealth).where(CredentialHealth.project_id == project_id)
     if ids is not None:
         health_rows = health_rows.where(CredentialHealth.service_id.in_(ids))
     health = {row.service_id: row for row in session.scalars(health_rows)}
+    stored = credentials.views_in_project(session, project_id=project_id, service_ids=ids, health=health)
+    urls = _running_urls(session, project_id=project_id, service_ids=ids)
     deployed = credential_health.deployed_digests(session, project_id, service_ids=ids)
     return [
         view_of(
