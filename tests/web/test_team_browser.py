@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from guara.context import AppContext
 from guara.core import services
 from guara.secrets import ensure_key_file
-from tests.conftest import build_context
-from tests.support import run, serve
+from tests.support import run
 from tests.web.support import PASSWORD, create_project, create_user, principal_of
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.web.test_browser import browser, server_context, server_url
+
+__all__ = ["browser", "server_context", "server_url"]
 
 pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
 def guara_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """No registry lab: these pages never reach a registry (test_browser's fixtures run on this)."""
     root = tmp_path_factory.mktemp("team-dashboard")
     ensure_key_file(root / "data" / "master.key")
     return {
@@ -31,33 +32,6 @@ def guara_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "GUARA_MASTER_KEY_FILE": str(root / "data" / "master.key"),
         "GUARA_RUNTIME": "render",
     }
-
-
-@pytest.fixture(scope="module")
-def server_context(guara_env: dict[str, str]) -> Iterator[AppContext]:
-    context = build_context(guara_env)
-    yield context
-    context.db.dispose()
-
-
-@pytest.fixture(scope="module")
-def server_url(
-    guara_env: dict[str, str], server_context: AppContext, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}, **guara_env}
-    with serve(env, tmp_path_factory.mktemp("serve") / "guara.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian package chromium)")
-    expect.set_options(timeout=15_000)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @dataclass
