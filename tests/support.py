@@ -167,3 +167,20 @@ def deploy_and_wait(
     started = post(f"/services/{service_id}/deployments")
     assert started.status_code == 202, started.text
     return settled_deployment(get, service_id, started.json()["id"])
+
+
+def cli_user_with_token(env: dict[str, str], email: str, password: str = "a long password") -> str:
+    """Create an account with the real `guara user create` and return a `guara token create` token
+    for it (the way an operator starts)."""
+    cli = [sys.executable, "-m", "guara.cli"]
+    subprocess.run(
+        [*cli, "user", "create", "--email", email, "--password-stdin"],
+        input=password + "\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return subprocess.run(
+        [*cli, "token", "create", "--email", email], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()

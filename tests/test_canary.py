@@ -36,7 +36,7 @@ import pytest
 from tests.api.test_webhooks import receiver, verify
 from tests.lab import AccessRule, Lab
 from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN, GoogleTokenServer, MotoAws
-from tests.support import serve
+from tests.support import cli_user_with_token, serve
 
 pytestmark = pytest.mark.lab
 
@@ -88,21 +88,7 @@ def test_canary_never_leaves_memory(
         "GUARA_EXTRA_CA_FILE": str(lab.ca_file),
     }
     cli = [sys.executable, "-m", "guara.cli"]
-    subprocess.run(
-        [*cli, "user", "create", "--email", "canary@example.com", "--password-stdin"],
-        input="a long password\n",
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    token = subprocess.run(
-        [*cli, "token", "create", "--email", "canary@example.com"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    token = cli_user_with_token(env, "canary@example.com")
     headers = {"Authorization": f"Bearer {token}"}
     image = lab.token.ref("acme/api:v1")
     bodies: list[bytes] = []
@@ -282,21 +268,7 @@ def test_cloud_keys_and_their_tokens_never_leave_memory(
         "GUARA_AWS_ENDPOINT_URL": moto_aws.url,
     }
     cli = [sys.executable, "-m", "guara.cli"]
-    subprocess.run(
-        [*cli, "user", "create", "--email", "canary@example.com", "--password-stdin"],
-        input="a long password\n",
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    token = subprocess.run(
-        [*cli, "token", "create", "--email", "canary@example.com"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    token = cli_user_with_token(env, "canary@example.com")
     bodies: list[bytes] = []
     outputs: list[str] = []
     aws = {

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import serve
+from tests.support import cli_user_with_token, serve
 
 pytestmark = pytest.mark.redis
 
@@ -23,19 +21,7 @@ def test_two_processes_share_the_redis_limit(
         **settings_env,
         "GUARA_REDIS_URL": redis_url,
     }
-    cli = [sys.executable, "-m", "guara.cli"]
-    email = f"ops-{tmp_path.name}@example.com"
-    subprocess.run(
-        [*cli, "user", "create", "--email", email, "--password-stdin"],
-        input="a long password\n",
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    token = subprocess.run(
-        [*cli, "token", "create", "--email", email], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    token = cli_user_with_token(env, f"ops-{tmp_path.name}@example.com")
     headers = {"Authorization": f"Bearer {token}"}
     # A closed loopback port fails fast (invalid_url): the limit counts attempts, not successes.
     body = {"image": "127.0.0.1:1/acme/api:v1"}

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy.test_engine_e2e import Guara, _body, _owner_token, engine_env
+from tests.deploy.test_engine_e2e import Guara, _body, engine_env
 from tests.lab.apps import APP_V1, AppImages
 from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN, GoogleTokenServer, MotoAws
 from tests.lab.engines import EngineHandle, grep_engine_state
-from tests.support import serving
+from tests.support import cli_user_with_token, serving
 
 __all__ = ["engine_env"]
 
@@ -25,7 +25,7 @@ def cloud_guara(
     engine_env: dict[str, str], engine: EngineHandle, moto_aws: MotoAws, tmp_path: Path
 ) -> Iterator[Guara]:
     env = {**engine_env, "GUARA_AWS_ENDPOINT_URL": moto_aws.url}
-    token = _owner_token(env)
+    token = cli_user_with_token(env, "owner@example.com", "long enough pw")
     with serving(env, tmp_path / "guara.log") as served:
         api = httpx.Client(
             base_url=served.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30

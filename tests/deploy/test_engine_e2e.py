@@ -28,7 +28,7 @@ from tests.conftest import PG_ADMIN_URL
 from tests.lab import AccessRule, Lab
 from tests.lab.apps import APP_V1, APP_V2, CRASH_V1, AppImages
 from tests.lab.engines import EngineHandle, credential_needles, grep_engine_state
-from tests.support import Served, serving
+from tests.support import Served, cli_user_with_token, serving
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine, pytest.mark.postgres]
 
@@ -121,31 +121,9 @@ def engine_env(
     admin.dispose()
 
 
-def _owner_token(env: dict[str, str]) -> str:
-    import subprocess
-    import sys
-
-    cli = [sys.executable, "-m", "guara.cli"]
-    subprocess.run(
-        [*cli, "user", "create", "--email", "owner@example.com", "--password-stdin"],
-        input="long enough pw\n",
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return subprocess.run(
-        [*cli, "token", "create", "--email", "owner@example.com"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
 @pytest.fixture
 def guara(engine_env: dict[str, str], engine: EngineHandle, tmp_path: Path) -> Iterator[Guara]:
-    token = _owner_token(engine_env)
+    token = cli_user_with_token(engine_env, "owner@example.com", "long enough pw")
     with serving(engine_env, tmp_path / "guara.log") as served:
         api = httpx.Client(
             base_url=served.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -238,7 +216,7 @@ def test_a_deploy_cut_off_by_a_crash_leaves_no_container(
 ) -> None:
     """kill -9 while a container is starting: the next guara ends the deployment as interrupted and
     removes the container (labels are the link), and reconciles containers nobody runs any more."""
-    token = _owner_token(engine_env)
+    token = cli_user_with_token(engine_env, "owner@example.com", "long enough pw")
     env = {**engine_env, "GUARA_ENGINE_START_TIMEOUT_S": "120"}
     headers = {"Authorization": f"Bearer {token}"}
     with serving(env, tmp_path / "doomed.log") as doomed:
