@@ -3,9 +3,9 @@
 1. 100 concurrent Test Connections from 20 users (5 each: the per-user limit) through a real
    `guara serve`, against the same 100 preflights made directly with bare httpx (GET /v2/, token,
    HEAD manifest; one shared SSL context, a fresh client per preflight), concurrently; the two
-   alternate, several rounds, in one run. The lab's token issuer reuses its signed tokens, so neither
-   side waits on RSA signing in the issuer: both are bound by TLS and the registry, and guara's own
-   cost shows. Reports p50/p95, the ratio of p50s (goal: <= 1.25) and the CPU time per Test Connection
+   alternate, several rounds, in one run. The lab runs in a process of its own and its token issuer
+   reuses its signed tokens, so neither side waits on RSA signing or shares a process with the
+   issuer: both are bound by TLS and the registry, and guara's own cost shows. Reports p50/p95, the ratio of p50s (goal: <= 1.25) and the CPU time per Test Connection
    of the server against the bare client's (goal: <= 1.2x).
 2. 50 concurrent Test Connections against a registry that never answers (a TCP listener that accepts
    and stays silent): every one must end as `timeout` between 8.0 and 8.5 s, while /healthz is polled
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import ssl
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,7 +38,6 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import build_context
-from tests.lab import Lab, start_lab
 from tests.support import run
 
 from guara.core import accounts
@@ -89,6 +90,52 @@ def blackhole() -> Iterator[int]:
         listener.close()
 
 
+@dataclass(frozen=True)
+class TokenLab:
+    """The lab's token registry and issuer, as a lab process in another process describes them."""
+
+    url: str
+    host: str
+    realm: str
+    service: str
+    password: str
+    ca_file: Path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+@contextlib.contextmanager
+def lab_process(workdir: Path) -> Iterator[TokenLab]:
+    """``python -m tests.lab --json --reuse-tokens`` in a process of its own, until the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.lab", "--json", "--reuse-tokens", "--workdir", str(workdir)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        lines = []
+        for line in process.stdout:  # the description is one JSON object, its closing brace alone
+            lines.append(line)
+            if line == "}\n":
+                break
+        info = json.loads("".join(lines))
+        token = info["registries"]["token"]
+        yield TokenLab(
+            url=token["url"],
+            host=token["host"],
+            realm=info["issuer"]["realm"],
+            service=info["issuer"]["service"],
+            password=token["users"]["alice"],
+            ca_file=Path(info["ca_file"]),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
 @contextlib.contextmanager
 def guara_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
     port = _free_port()
@@ -114,20 +161,20 @@ def guara_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
         process.wait(timeout=20)
 
 
-async def raw_preflight(lab: Lab, user: str, password: str, ssl_context: ssl.SSLContext) -> float:
+async def raw_preflight(lab: TokenLab, user: str, password: str, ssl_context: ssl.SSLContext) -> float:
     """The three requests of a preflight with bare httpx: the lower bound guara is compared with."""
     started = time.perf_counter()
     async with httpx.AsyncClient(verify=ssl_context, trust_env=False) as client:
-        ping = await client.get(f"{lab.token.url}/v2/")
+        ping = await client.get(f"{lab.url}/v2/")
         assert ping.status_code == 401
         token = await client.get(
-            lab.issuer.realm,
-            params={"service": lab.token.service, "scope": "repository:acme/api:pull", "account": user},
+            lab.realm,
+            params={"service": lab.service, "scope": "repository:acme/api:pull", "account": user},
             auth=(user, password),
         )
         bearer = token.json()["token"]
         head = await client.head(
-            f"{lab.token.url}/v2/acme/api/manifests/v1",
+            f"{lab.url}/v2/acme/api/manifests/v1",
             headers={"Authorization": f"Bearer {bearer}", "Accept": MANIFEST_ACCEPT},
         )
         assert head.status_code == 200
@@ -151,8 +198,7 @@ USERS_PER_ROUND = 20
 
 
 async def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, start_lab(Path(tmp) / "lab") as lab:
-        lab.issuer.reuse_tokens = True
+    with tempfile.TemporaryDirectory() as tmp, lab_process(Path(tmp) / "lab") as lab:
         data = Path(tmp) / "data"
         env = {
             "GUARA_DATA_DIR": str(data),
@@ -172,7 +218,7 @@ async def main() -> None:
             run(accounts.create_user, context, email=email, password="load-password")
             tokens.append(run(accounts.create_api_token, context, email=email))
         context.close()
-        password = lab.token.users["alice"]
+        password = lab.password
         shared_ssl = lab.ssl_context()
         server_env = {**{k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}, **env}
         with guara_server(server_env, Path(tmp) / "server.log") as (url, server_pid):
@@ -180,7 +226,7 @@ async def main() -> None:
             me = psutil.Process()
             # Warm both paths once (imports, TLS contexts, first DB connections).
             await raw_preflight(lab, "alice", password, shared_ssl)
-            body = {"image": lab.token.ref("acme/api:v1"), "username": "alice", "password": password}
+            body = {"image": f"{lab.host}/acme/api:v1", "username": "alice", "password": password}
             async with httpx.AsyncClient(
                 base_url=url, timeout=30, limits=httpx.Limits(max_connections=200, keepalive_expiry=1.0)
             ) as api:

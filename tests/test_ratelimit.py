@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from guara import ratelimit
-from guara.ratelimit import RateLimiter
+from guara.ratelimit import LocalWindow, RateLimiter
 
 
 def _exhaust(limiter: RateLimiter, user: str) -> list[int | None]:
@@ -27,6 +27,61 @@ def test_memory_limit_is_five_per_minute_per_user() -> None:
     assert results[:5] == [None] * 5
     assert results[5] is not None and 1 <= results[5] <= 60
     assert limiter.hit("u2") is None
+
+
+class Clock:
+    """time.monotonic as the tests set it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(ratelimit.time, "monotonic", clock)
+    return clock
+
+
+def test_local_window_moves_event_by_event(clock: Clock) -> None:
+    window = LocalWindow(limit=3, seconds=60)
+    for _ in range(3):
+        assert window.hit("u")
+        clock.now += 10  # events at 1000, 1010, 1020
+    assert not window.has_room("u")
+    assert not window.hit("u")  # refused: nothing counted
+    assert window.retry_after("u") == pytest.approx(30)  # 1000 + 60 - 1030
+    clock.now = 1060.0  # the first event leaves the window exactly now
+    assert window.has_room("u")
+    assert window.retry_after("u") == 0
+    assert window.hit("u")
+    assert not window.hit("u")
+    assert window.retry_after("u") == pytest.approx(10)  # the event at 1010 leaves at 1070
+    assert window.hit("other")
+
+
+def test_local_window_forgets_keys_whose_events_left_it(clock: Clock) -> None:
+    window = LocalWindow(limit=5, seconds=60)
+    for i in range(10_000):
+        assert window.hit(f"user-{i}")
+        clock.now += 0.1  # 100 s in all: keys older than 60 s are swept as the table grows
+    assert len(window._events) <= 2048
+    assert window.hit("user-9999")  # a recent key is still counted...
+    assert [window.hit("user-9999") for _ in range(4)] == [True, True, True, False]
+
+
+def test_memory_limit_says_when_to_retry(clock: Clock) -> None:
+    limiter = RateLimiter(per_minute=2)
+    assert [limiter.hit("u"), limiter.hit("u")] == [None, None]
+    clock.now += 45
+    assert limiter.hit("u") == 15
+    clock.now += 14.5
+    assert limiter.hit("u") == 1  # rounded up: never "retry in 0 seconds"
+    clock.now += 0.5
+    assert limiter.hit("u") is None
 
 
 @pytest.mark.redis

@@ -22,6 +22,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 
 import anyio.to_thread
 from limits import RateLimitItemPerMinute, storage, strategies
@@ -39,6 +40,61 @@ SIGN_INS_PER_MINUTE = 10
 REDIS_RETRY_AFTER_S = 30.0
 
 
+class LocalWindow:
+    """A moving window per key in this process's memory: the times of the events it admitted.
+
+    Why not ``limits``' MemoryStorage: it starts a timer thread (10 ms) on nearly every hit to expire
+    old events, which under load cost the event loop a thread start per request. Here each key is
+    trimmed when it is used, and the whole table is swept when it has grown, so memory stays bounded
+    by the keys seen in the last window."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._sweep_at = 1024
+
+    def _current(self, key: str, now: float) -> deque[float]:
+        events = self._events.get(key)
+        if events is None:
+            return deque()
+        while events and events[0] <= now - self.seconds:
+            events.popleft()
+        return events
+
+    def has_room(self, key: str) -> bool:
+        with self._lock:
+            return len(self._current(key, time.monotonic())) < self.limit
+
+    def hit(self, key: str) -> bool:
+        """Count one event for ``key`` if the window has room; False (nothing counted) when full."""
+        with self._lock:
+            now = time.monotonic()
+            events = self._current(key, now)
+            if len(events) >= self.limit:
+                return False
+            events.append(now)
+            self._events[key] = events
+            if len(self._events) >= self._sweep_at:
+                self._sweep(now)
+            return True
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until ``key`` has room again (0 when it has room now)."""
+        with self._lock:
+            now = time.monotonic()
+            events = self._current(key, now)
+            if len(events) < self.limit:
+                return 0.0
+            return events[-self.limit] + self.seconds - now
+
+    def _sweep(self, now: float) -> None:
+        for key in [key for key, events in self._events.items() if not self._current(key, now)]:
+            del self._events[key]
+        self._sweep_at = max(1024, 2 * len(self._events))
+
+
 class RateLimiter:
     """A per-key moving window; ``namespace`` keeps separate limits apart in one store."""
 
@@ -52,7 +108,7 @@ class RateLimiter:
         self.item = RateLimitItemPerMinute(per_minute)
         self.namespace = namespace
         # This process's own window: counts every admitted event, Redis or not (see the module doc).
-        self._local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self._local = LocalWindow(per_minute, self.item.get_expiry())
         self._shared: strategies.MovingWindowRateLimiter | None = None
         self._lock = threading.Lock()
         self._redis_down_until = 0.0
@@ -82,8 +138,8 @@ class RateLimiter:
 
     def _hit(self, key: str) -> int | None:
         # Local first, without counting: a full local window must not spend a shared slot.
-        if not self._local.test(self.item, self.namespace, key):
-            return self._retry_after(self._local, key)
+        if not self._local.has_room(key):
+            return self._local_retry_after(key)
         if self._shared is not None and time.monotonic() >= self._redis_down_until:
             try:
                 allowed = self._shared.hit(self.item, self.namespace, key)
@@ -92,16 +148,20 @@ class RateLimiter:
             else:
                 self._note_recovery()
                 if not allowed:
-                    return self._retry_after(self._shared, key)
+                    return self._shared_retry_after(key)
         # Counted locally whatever Redis said, so the window is warm if Redis fails. A concurrent hit
         # of the same key may fill it since the test: then this one is refused (stricter, never looser).
-        if self._local.hit(self.item, self.namespace, key):
+        if self._local.hit(key):
             return None
-        return self._retry_after(self._local, key)
+        return self._local_retry_after(key)
 
-    def _retry_after(self, limiter: strategies.MovingWindowRateLimiter, key: str) -> int:
+    def _local_retry_after(self, key: str) -> int:
+        return max(1, math.ceil(self._local.retry_after(key)))
+
+    def _shared_retry_after(self, key: str) -> int:
+        assert self._shared is not None
         try:
-            reset_at, _remaining = limiter.get_window_stats(self.item, self.namespace, key)
+            reset_at, _remaining = self._shared.get_window_stats(self.item, self.namespace, key)
         except Exception:  # stats are advisory: a full window is the safe answer
             return 60
         return max(1, math.ceil(reset_at - time.time()))

@@ -1,7 +1,8 @@
-"""`python -m tests.lab [--json] [--workdir DIR] [--check]`: run the lab in the foreground.
+"""`python -m tests.lab [--json] [--workdir DIR] [--check] [--reuse-tokens]`: run the lab in the foreground.
 
 Prints the CA file, each registry's URL, users and image digests, and the token realm; then waits for
 Ctrl-C (or exits at once with --check). Passwords are printed: they are the lab's public test values.
+With --reuse-tokens the issuer signs each grant once (benchmarks: see TokenIssuer.reuse_tokens).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workdir", type=Path, help="keep the lab's files here (default: a temp dir)")
     parser.add_argument("--check", action="store_true", help="start, print, stop")
+    parser.add_argument("--reuse-tokens", action="store_true", help="sign each grant once")
     args = parser.parse_args(argv)
     if not REGISTRY_BINARY.exists():
         print(f"{REGISTRY_BINARY} is missing (apt-get install docker-registry)", file=sys.stderr)
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="guara-lab-") as temp:
         workdir = args.workdir if args.workdir is not None else Path(temp)
         with start_lab(workdir) as lab:
+            lab.issuer.reuse_tokens = args.reuse_tokens
             info = describe(lab)
             if args.json:
                 print(json.dumps(info, indent=2, ensure_ascii=False))

@@ -1,0 +1,118 @@
+"""Benchmark: ``guara preflight`` as a cold process against ``skopeo inspect --raw`` (the peer).
+
+Both run as fresh processes against the lab's token registry (TLS with the lab CA, Basic login
+exchanged for a bearer token, then the manifest), alternately in one run, so load from elsewhere
+hits them alike. Reports the wall time (p50, p90) and the peak resident memory of each, the ratio
+of the p50s, and ``python -c pass`` as the floor no Python command goes under.
+
+Goal: ``guara preflight`` cold p50 <= 0.25 s.
+
+Run: ``python -m bench.cli_start [--iterations 20]`` from the repository root (needs
+/usr/bin/docker-registry and skopeo; everything stays on loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.lab import ALICE_PASSWORD, start_lab
+
+GOAL_S = 0.25
+
+
+def main(iterations: int) -> None:
+    skopeo = shutil.which("skopeo")
+    guara = shutil.which("guara")
+    if skopeo is None or guara is None:
+        sys.exit("needs skopeo and the guara command on PATH")
+    with (
+        tempfile.TemporaryDirectory(prefix="guara-bench-") as workdir,
+        start_lab(Path(workdir) / "lab") as lab,
+    ):
+        cert_dir = Path(workdir) / "certs"
+        cert_dir.mkdir()
+        shutil.copy(lab.ca_file, cert_dir / "ca.crt")
+        image = lab.token.ref("acme/api:v1")
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("GUARA_", "PYTHON"))}
+        env["GUARA_SSRF_ALLOW"] = "127.0.0.0/8"
+        commands = {
+            "guara preflight": (
+                [
+                    guara,
+                    "preflight",
+                    image,
+                    "--username",
+                    "alice",
+                    "--password-stdin",
+                    "--ca-file",
+                    str(lab.ca_file),
+                ],
+                ALICE_PASSWORD + "\n",
+            ),
+            "skopeo inspect --raw (peer)": (
+                [
+                    skopeo,
+                    "inspect",
+                    "--raw",
+                    "--cert-dir",
+                    str(cert_dir),
+                    "--creds",
+                    f"alice:{ALICE_PASSWORD}",
+                    f"docker://{image}",
+                ],
+                "",
+            ),
+            "python -c pass (floor)": ([sys.executable, "-c", "pass"], ""),
+        }
+        for command, stdin in commands.values():  # warm the page cache once
+            run_one(command, stdin, env)
+        walls: dict[str, list[float]] = {label: [] for label in commands}
+        peaks: dict[str, int] = {label: 0 for label in commands}
+        for _ in range(iterations):
+            for label, (command, stdin) in commands.items():
+                wall, rss = run_one(command, stdin, env)
+                walls[label].append(wall)
+                peaks[label] = max(peaks[label], rss)
+    print(f"cold processes against the lab token registry, {iterations} rounds alternating")
+    print(f"{'command':30} {'p50 s':>7} {'p90 s':>7} {'peak RSS':>9}")
+    for label, samples in walls.items():
+        p90 = statistics.quantiles(samples, n=10)[-1]
+        print(f"{label:30} {statistics.median(samples):7.3f} {p90:7.3f} {peaks[label] / 1024:7.0f} MiB")
+    guara_p50 = statistics.median(walls["guara preflight"])
+    print(
+        f"guara preflight / skopeo: {guara_p50 / statistics.median(walls['skopeo inspect --raw (peer)']):.1f}x; "
+        f"p50 {guara_p50:.3f} s (goal <= {GOAL_S} s: {'met' if guara_p50 <= GOAL_S else 'not met'})"
+    )
+
+
+def run_one(command: list[str], stdin: str, env: dict[str, str]) -> tuple[float, int]:
+    """One process, timed from spawn to exit, with its own peak RSS from the kernel."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(stdin.encode())
+    process.stdin.close()
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]} exited {process.returncode}: {output.decode()[-500:]}")
+    return wall, usage.ru_maxrss
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--iterations", type=int, default=20)
+    main(parser.parse_args().iterations)
