@@ -39,15 +39,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def test_local_window_moves_event_by_event() -> None:
     clock = Clock()
-    monkeypatch.setattr(ratelimit.time, "monotonic", clock)
-    return clock
-
-
-def test_local_window_moves_event_by_event(clock: Clock) -> None:
-    window = LocalWindow(limit=3, seconds=60)
+    window = LocalWindow(limit=3, seconds=60, clock=clock)
     for _ in range(3):
         assert window.hit("u")
         clock.now += 10  # events at 1000, 1010, 1020
@@ -63,8 +57,9 @@ def test_local_window_moves_event_by_event(clock: Clock) -> None:
     assert window.hit("other")
 
 
-def test_local_window_forgets_keys_whose_events_left_it(clock: Clock) -> None:
-    window = LocalWindow(limit=5, seconds=60)
+def test_local_window_forgets_keys_whose_events_left_it() -> None:
+    clock = Clock()
+    window = LocalWindow(limit=5, seconds=60, clock=clock)
     for i in range(10_000):
         assert window.hit(f"user-{i}")
         clock.now += 0.1  # 100 s in all: keys older than 60 s are swept as the table grows
@@ -73,8 +68,9 @@ def test_local_window_forgets_keys_whose_events_left_it(clock: Clock) -> None:
     assert [window.hit("user-9999") for _ in range(4)] == [True, True, True, False]
 
 
-def test_memory_limit_says_when_to_retry(clock: Clock) -> None:
-    limiter = RateLimiter(per_minute=2)
+def test_memory_limit_says_when_to_retry() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=2, clock=clock)
     assert [limiter.hit("u"), limiter.hit("u")] == [None, None]
     clock.now += 45
     assert limiter.hit("u") == 15

@@ -23,6 +23,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import anyio.to_thread
 from limits import RateLimitItemPerMinute, storage, strategies
@@ -48,9 +49,10 @@ class LocalWindow:
     trimmed when it is used, and the whole table is swept when it has grown, so memory stays bounded
     by the keys seen in the last window."""
 
-    def __init__(self, limit: int, seconds: float) -> None:
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.seconds = seconds
+        self._clock = clock
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._sweep_at = 1024
@@ -65,12 +67,12 @@ class LocalWindow:
 
     def has_room(self, key: str) -> bool:
         with self._lock:
-            return len(self._current(key, time.monotonic())) < self.limit
+            return len(self._current(key, self._clock())) < self.limit
 
     def hit(self, key: str) -> bool:
         """Count one event for ``key`` if the window has room; False (nothing counted) when full."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             events = self._current(key, now)
             if len(events) >= self.limit:
                 return False
@@ -83,7 +85,7 @@ class LocalWindow:
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` has room again (0 when it has room now)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             events = self._current(key, now)
             if len(events) < self.limit:
                 return 0.0
@@ -96,7 +98,8 @@ class LocalWindow:
 
 
 class RateLimiter:
-    """A per-key moving window; ``namespace`` keeps separate limits apart in one store."""
+    """A per-key moving window; ``namespace`` keeps separate limits apart in one store; ``clock`` times
+    the local window (tests pass their own)."""
 
     def __init__(
         self,
@@ -104,11 +107,12 @@ class RateLimiter:
         *,
         per_minute: int = PREFLIGHTS_PER_MINUTE,
         namespace: str = "preflight",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.item = RateLimitItemPerMinute(per_minute)
         self.namespace = namespace
         # This process's own window: counts every admitted event, Redis or not (see the module doc).
-        self._local = LocalWindow(per_minute, self.item.get_expiry())
+        self._local = LocalWindow(per_minute, self.item.get_expiry(), clock)
         self._shared: strategies.MovingWindowRateLimiter | None = None
         self._lock = threading.Lock()
         self._redis_down_until = 0.0
