@@ -262,6 +262,9 @@ def test_token_server_rate_limit_and_errors() -> None:
         b'{"expires_in": 60}',
         b'{"token": "abc\\r\\nX-Evil: 1"}',
         b'{"token": "sp ace"}',
+        b'{"token": "trailing\\n"}',
+        b'{"token": "caf\\u00e9"}',
+        b'{"token": "del\\u007f"}',
     ],
 )
 def test_unusable_token_answers(content: bytes) -> None:

@@ -14,6 +14,7 @@ tested by driving ``auth_flow`` by hand, without sockets. Rules every flow keeps
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from .errors import (
 from .hosts import url_problem
 from .responses import load_json, parse_diagnostics, parse_retry_after
 from .transport import BODY_LIMIT, DEFAULT_BODY_LIMIT, SECRET_BODY_ORIGIN, origin_of
+
+# A token goes back in an Authorization header: visible ASCII only (no spaces, controls or non-ASCII).
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 TOKEN_BODY_LIMIT = 64 * 1024
 DEFAULT_TOKEN_LIFETIME_S = 60
@@ -421,7 +425,7 @@ def _token_from_body(body: bytes, host: str, *, now: float) -> Token:
     )
     if value is None:
         raise ProtocolViolation(f"the token server at {host} answered without a token")
-    if not all(0x21 <= ord(c) <= 0x7E for c in value):
+    if not _HEADER_TOKEN.fullmatch(value):
         raise ProtocolViolation(f"the token server at {host} answered a token that is not a header value")
     lifetime = data.get("expires_in")
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
