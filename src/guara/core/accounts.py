@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from guara.core import validation
@@ -69,6 +69,27 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# The owners of a presented API token and session cookie, built once: every API call and dashboard
+# request runs one, and on SQLite building a statement costs more than running it.
+_TOKEN_OWNER = (
+    select(
+        User.id,
+        User.email,
+        ApiToken.id.label("token_id"),
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+    )
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+_SESSION_OWNER = (
+    select(User.id, User.email, WebSession.csrf_token, WebSession.expires_at)
+    .join(WebSession, WebSession.user_id == User.id)
+    .where(WebSession.token_hash == bindparam("token_hash"))
+)
+
+
 # --- use cases ------------------------------------------------------------------------------------
 
 
@@ -122,11 +143,7 @@ async def signed_in(ctx: AppContext, *, cookie_value: str) -> SignedIn:
     """The user of a dashboard session cookie; NotAuthenticated when unknown or expired."""
 
     def work(session: Session) -> SignedIn:
-        row = session.execute(
-            select(User.id, User.email, WebSession.csrf_token, WebSession.expires_at)
-            .join(WebSession, WebSession.user_id == User.id)
-            .where(WebSession.token_hash == _digest(cookie_value))
-        ).first()
+        row = session.execute(_SESSION_OWNER, {"token_hash": _digest(cookie_value)}).first()
         if row is None or row.expires_at <= datetime.now(UTC):
             raise NotAuthenticated("please sign in")
         return SignedIn(Principal(row.id, row.email), row.csrf_token)
@@ -239,21 +256,16 @@ async def principal_for_token(ctx: AppContext, token: str) -> Principal:
     ``token_revoked``)."""
 
     def work(session: Session) -> Principal:
-        row = session.execute(
-            select(User.id, User.email, ApiToken)
-            .join(ApiToken, ApiToken.user_id == User.id)
-            .where(ApiToken.token_hash == _digest(token))
-        ).first()
+        row = session.execute(_TOKEN_OWNER, {"token_hash": _digest(token)}).first()
         if row is None:
             raise NotAuthenticated("invalid API token")
-        stored: ApiToken = row[2]
         now = datetime.now(UTC)
-        if stored.revoked_at is not None:
+        if row.revoked_at is not None:
             raise NotAuthenticated("this API token was revoked", code="token_revoked")
-        if stored.expires_at is not None and stored.expires_at <= now:
+        if row.expires_at is not None and row.expires_at <= now:
             raise NotAuthenticated("this API token has expired; create a new one", code="token_expired")
-        if stored.last_used_at is None or now - stored.last_used_at >= LAST_USED_PRECISION:
-            stored.last_used_at = now
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
+            session.execute(update(ApiToken).where(ApiToken.id == row.token_id).values(last_used_at=now))
         return Principal(row.id, row.email)
 
     return await ctx.db.run(work)
