@@ -4,6 +4,8 @@ viewer and non-member; what each may do is read from the one role table (guara.c
 from __future__ import annotations
 
 import contextlib
+import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -139,35 +141,51 @@ def test_the_walk_covers_every_dashboard_route() -> None:
     assert found - UNSCOPED == walked
 
 
+@dataclass
+class Walk:
+    """A project with one service (with stored credentials), an owner, a developer and a viewer, a
+    stranger, and a member to act on (``target``), each signed in to the dashboard."""
+
+    users: dict[str, WebUser]
+    values: dict[str, str]
+
+    def caller(self, role: Role | None) -> tuple[WebUser, dict[str, str]]:
+        name = role.value if role else "stranger"
+        return self.users[name], {**self.values, "own_id": self.values[f"id:{name}"]}
+
+
+def _walk(stack: contextlib.ExitStack, context: AppContext) -> Walk:
+    users = {}
+    for name in ("owner", "developer", "viewer", "stranger", "target"):
+        http = stack.enter_context(make_client(context))
+        users[name] = WebUser.sign_in(http, context, f"{name}@example.com")
+    WebUser.sign_in(stack.enter_context(make_client(context)), context, "new@example.com")
+    api_http = stack.enter_context(make_client(context))
+    owner_api = ApiUser(api_http, "owner@example.com", _token(context, "owner@example.com"))
+    project_id = owner_api.project()
+    service_id = owner_api.service(project_id, image=IMAGE)
+    saved = owner_api.put(
+        f"/services/{service_id}/registry-credentials",
+        json={"registry": "127.0.0.1:1", "username": "u", "password": "p", "skip_verification": True},
+    )
+    assert saved.status_code == 200, saved.text
+    for name in ("developer", "viewer", "target"):
+        added = owner_api.post(
+            f"/projects/{project_id}/members",
+            json={"email": f"{name}@example.com", "role": "viewer" if name == "target" else name},
+        )
+        assert added.status_code == 201, added.text
+    values = {"project_id": project_id, "service_id": service_id}
+    for name in users:
+        values[f"id:{name}"] = str(principal_of(context, f"{name}@example.com").user_id)
+    values["user_id"] = values["id:target"]
+    return Walk(users, values)
+
+
 @pytest.mark.parametrize("role", [Role.OWNER, Role.DEVELOPER, Role.VIEWER, None], ids=str)
 def test_every_page_answers_as_the_role_table_says(context: AppContext, role: Role | None) -> None:
     with contextlib.ExitStack() as stack:
-        users = {}
-        for name in ("owner", "developer", "viewer", "stranger", "target"):
-            http = stack.enter_context(make_client(context))
-            users[name] = WebUser.sign_in(http, context, f"{name}@example.com")
-        WebUser.sign_in(stack.enter_context(make_client(context)), context, "new@example.com")
-        api_http = stack.enter_context(make_client(context))
-        owner_api = ApiUser(api_http, "owner@example.com", _token(context, "owner@example.com"))
-        project_id = owner_api.project()
-        service_id = owner_api.service(project_id, image=IMAGE)
-        for name in ("developer", "viewer", "target"):
-            added = owner_api.post(
-                f"/projects/{project_id}/members",
-                json={"email": f"{name}@example.com", "role": "viewer" if name == "target" else name},
-            )
-            assert added.status_code == 201, added.text
-        ids = {
-            email: str(principal_of(context, email).user_id) for email in (f"{n}@example.com" for n in users)
-        }
-        name = role.value if role else "stranger"
-        caller = users[name]
-        values = {
-            "project_id": project_id,
-            "service_id": service_id,
-            "user_id": ids["target@example.com"],
-            "own_id": ids[f"{name}@example.com"],
-        }
+        caller, values = _walk(stack, context).caller(role)
         for page in PAGES:
             path = page.path.format(**values)
             answer: httpx.Response
@@ -185,6 +203,55 @@ def test_every_page_answers_as_the_role_table_says(context: AppContext, role: Ro
                 assert answer.headers.get("location") != "/login", where
             else:
                 assert answer.status_code == 403, where
+
+
+# A link that opens the credentials editor leads to a write, though the page it loads is readable.
+EDIT_LINK = re.compile(r"[?&]edit=1(?:&|#|$)")
+
+
+def _action_of(method: str, url: str, values: dict[str, str]) -> Action | None:
+    """The role-table action a link (GET) or form (POST) on a page leads to; None outside a project."""
+    if EDIT_LINK.search(url):
+        return Action.CREDENTIALS_WRITE
+    path = re.split(r"[?#]", url, maxsplit=1)[0]
+    return next(
+        (page.action for page in PAGES if page.method == method and path == page.path.format(**values)),
+        None,
+    )
+
+
+@pytest.mark.parametrize("role", [Role.OWNER, Role.DEVELOPER, Role.VIEWER], ids=str)
+def test_pages_offer_only_what_the_role_may_do(context: AppContext, role: Role) -> None:
+    """Every link and form on the pages a member can read leads somewhere their role allows: a viewer
+    is not shown a Deploy button or a credentials form that would only answer 403."""
+    with contextlib.ExitStack() as stack:
+        caller, values = _walk(stack, context).caller(role)
+        offered: set[tuple[str, Action]] = set()
+        for page in PAGES:
+            if page.method != "GET" or not allows(role, page.action):
+                continue
+            answer = caller.http.get(page.path.format(**values))
+            assert answer.status_code == 200, (page.path, answer.status_code)
+            body = answer.text
+            links = [("GET", html.unescape(href)) for href in re.findall(r'<a [^>]*href="([^"]+)"', body)]
+            forms = [
+                ("POST", html.unescape(action))
+                for action in re.findall(r'<form [^>]*method="post"[^>]*action="([^"]+)"', body)
+            ]
+            for method, url in links + forms:
+                action = _action_of(method, url, values)
+                if action is not None:
+                    assert allows(role, action), f"{page.path} offers {method} {url} ({action}) to a {role}"
+                    offered.add((page.path, action))
+        # The walk saw the controls at all: what a developer may do is offered to one.
+        if role is not Role.VIEWER:
+            actions = {action for _, action in offered}
+            assert {
+                Action.DEPLOY,
+                Action.CREDENTIALS_WRITE,
+                Action.CREDENTIALS_USE,
+                Action.SERVICE_CREATE,
+            } <= actions
 
 
 def _token(context: AppContext, email: str) -> str:

@@ -9,6 +9,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from guara.core.projects import ProjectView
+from guara.core.roles import Action, allows
 from guara.core.validation import MAX_REGISTRY_SECRET
 from guara.registry.cloud import MAX_JSON_KEY_CHARS
 from guara.registry.known import known_registries_json, notes_for
@@ -21,6 +23,15 @@ templates.env.globals["MAX_JSON_KEY_CHARS"] = MAX_JSON_KEY_CHARS
 # switched by guara.js as the Registry URL changes.
 templates.env.globals["registry_notes"] = notes_for
 templates.env.globals["KNOWN_REGISTRIES_JSON"] = known_registries_json()
+
+
+def can(project: ProjectView, action: str) -> bool:
+    """Whether the caller's role in ``project`` allows ``action`` (an ``Action`` value): pages show
+    only the buttons and forms that would not answer 403. A misspelt action fails the render."""
+    return allows(project.role, Action(action))
+
+
+templates.env.globals["can"] = can
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

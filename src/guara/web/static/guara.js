@@ -445,6 +445,7 @@
   /* Settings → Private Registry: reveal the editor, cancel it, confirm removal in a dialog. */
   function enhanceSettings(section) {
     const editor = section.querySelector("[data-editor]");
+    if (!editor) return; // a viewer's page: nothing to edit
     const triggers = section.querySelectorAll("[data-current-actions], [data-add-row], [data-empty-note]");
     const reveal = (event) => {
       if (event) event.preventDefault();
