@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 
 from tests.lab import Lab
+from tests.lab.cloud import ECR_TOKEN_PASSWORD, GOOGLE_ACCESS_TOKEN, GoogleTokenServer, MotoAws
 
 pytestmark = pytest.mark.lab
 
 
-def preflight(*args: str, stdin: str = "", loopback: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARA_")}
+def preflight(
+    *args: str, stdin: str = "", loopback: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("GUARA_", "AWS_"))}
+    env = {**inherited, **(env or {})}
     if loopback:
         env["GUARA_SSRF_ALLOW"] = "127.0.0.0/8"
     return subprocess.run(
@@ -119,10 +123,71 @@ def test_text_output(lab: Lab) -> None:
         ["busybox", "--ca-file", "/nonexistent/ca.pem"],
         ["busybox", "--no-such-flag"],
         [],
+        ["busybox", "--aws-key"],  # no AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment
+        ["busybox", "--aws-region", "eu-west-1"],  # a region without a key
+        ["busybox", "--aws-key", "--username", "u"],
+        ["busybox", "--google-json-key", "/nonexistent/key.json"],
+        ["busybox", "--google-json-key", "{key}", "--aws-key"],
+        ["busybox", "--google-json-key", "{key}", "--username", "u", "--password-stdin"],
+        ["busybox", "--google-json-key", "{not_a_key}"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
-    assert preflight(*args, stdin="x\n").returncode == 2
+    key = tmp_path / "key.json"
+    key.write_text('{"type": "service_account"}')  # readable; which flags go with it is under test
+    not_a_key = tmp_path / "not-a-key.json"
+    not_a_key.write_text("not json")
+    paths = {"{key}": str(key), "{not_a_key}": str(not_a_key)}
+    result = preflight(*(paths.get(arg, arg) for arg in args), stdin="x\n")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_aws_key_from_the_environment_is_exchanged_for_an_ecr_login(lab: Lab, moto_aws: MotoAws) -> None:
+    """The AWS CLI's convention: the key in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, never an argument."""
+    env = {
+        "AWS_ACCESS_KEY_ID": moto_aws.puller.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": moto_aws.puller.secret_access_key,
+        "GUARA_AWS_ENDPOINT_URL": moto_aws.url,
+    }
+    args = [lab.basic.ref("acme/api:v1"), "--aws-key", "--aws-region", "eu-west-1"]
+    result = preflight(*args, "--ca-file", str(lab.ca_file), "--json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["ok"] is True
+    assert payload["digest"] == lab.basic.images["acme/api:v1"]
+    for secret in (moto_aws.puller.secret_access_key, ECR_TOKEN_PASSWORD):
+        assert secret not in result.stdout + result.stderr
+
+    wrong = preflight(
+        *args,
+        "--ca-file",
+        str(lab.ca_file),
+        "--json",
+        env={**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+    )
+    assert wrong.returncode == 1
+    assert json.loads(wrong.stdout)["code"] == "auth_failed"
+
+
+def test_google_json_key_file_is_exchanged_for_a_token(
+    lab: Lab, google_token_server: GoogleTokenServer, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key.json"
+    key_file.write_text(google_token_server.json_key())
+    result = preflight(
+        lab.token.ref("acme/api:v1"),
+        "--google-json-key",
+        str(key_file),
+        "--ca-file",
+        str(lab.ca_file),
+        "--json",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["digest"] == lab.token.images["acme/api:v1"]
+    private_key = json.loads(google_token_server.json_key())["private_key"]
+    for secret in (private_key.splitlines()[1], GOOGLE_ACCESS_TOKEN):
+        assert secret not in result.stdout + result.stderr
 
 
 def test_text_output_names_the_registrys_usual_cause(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from guara.remote import commands as remote
 
 if TYPE_CHECKING:
     from guara.context import AppContext
+    from guara.registry import CloudKey
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="guara control plane")
 db_app = typer.Typer(no_args_is_help=True, help="database")
@@ -208,20 +209,46 @@ def preflight(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="read the password from stdin")
     ] = False,
+    aws_key: Annotated[
+        bool,
+        typer.Option(
+            "--aws-key",
+            help="AWS ECR: exchange the key in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for a login",
+        ),
+    ] = False,
+    aws_region: Annotated[
+        str | None, typer.Option(help="with --aws-key: the region, when the registry host names none")
+    ] = None,
+    aws_role_arn: Annotated[str | None, typer.Option(help="with --aws-key: a role to assume first")] = None,
+    google_json_key: Annotated[
+        Path | None, typer.Option(help="Google Artifact Registry / GCR: a service-account JSON key file")
+    ] = None,
     ca_file: Annotated[Path | None, typer.Option(help="extra PEM roots to trust")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Run the Test Connection preflight against a registry. Exit 0 ok, 1 failed, 2 usage."""
-    from guara.registry import PreflightResult
+    from guara.registry import PreflightResult, RegistryOptions
     from guara.registry import preflight as run_preflight
     from guara.registry.known import advice_for, registry_named
 
     settings = _settings()
+    if (aws_region or aws_role_arn) and not aws_key:
+        raise _fail("--aws-region and --aws-role-arn go with --aws-key", 2)
+    if sum((username is not None or password_stdin, aws_key, google_json_key is not None)) > 1:
+        raise _fail("sign in one way: --username, --aws-key or --google-json-key", 2)
     password = SecretStr(sys.stdin.readline().rstrip("\r\n")) if password_stdin else None
     if password is not None and username is None:
         raise _fail("--password-stdin needs --username", 2)
     if ca_file is not None and not ca_file.is_file():
         raise _fail(f"--ca-file {ca_file} is not a readable file", 2)
+    cloud_key = _cloud_key(aws_key, aws_region, aws_role_arn, google_json_key)
+    options = RegistryOptions.build(
+        ca_file=ca_file or settings.extra_ca_file,
+        ssrf_allow=settings.ssrf_allow,
+        timeout=settings.preflight_timeout_s,
+        allow_http=settings.allow_http_registries,
+        aws_endpoint_url=settings.aws_endpoint_url,
+    )
 
     async def run() -> PreflightResult:
         return await run_preflight(
@@ -229,10 +256,8 @@ def preflight(
             registry=registry,
             username=username,
             password=password,
-            ca_file=ca_file or settings.extra_ca_file,
-            ssrf_allow=settings.ssrf_allow,
-            timeout=settings.preflight_timeout_s,
-            allow_http=settings.allow_http_registries,
+            options=options,
+            cloud_key=cloud_key,
         )
 
     result = anyio.run(run)
@@ -248,6 +273,29 @@ def preflight(
         if advice:
             typer.echo(f"hint: {advice}")
     raise typer.Exit(0 if payload["ok"] else 1)
+
+
+def _cloud_key(
+    aws_key: bool, region: str | None, role_arn: str | None, google_json_key: Path | None
+) -> CloudKey | None:
+    """The cloud key the flags name (None: none); a usage error (exit 2) when it is missing or malformed."""
+    from guara.registry import AwsEcrKey, GoogleKey, InvalidCloudKey
+
+    try:
+        if aws_key:
+            key_id, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+            if not key_id or not secret:
+                raise _fail("--aws-key reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both", 2)
+            return AwsEcrKey(key_id, SecretStr(secret), region, role_arn)
+        if google_json_key is not None:
+            try:
+                text = google_json_key.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _fail(f"--google-json-key {google_json_key}: {exc.__class__.__name__}", 2) from None
+            return GoogleKey.parse(SecretStr(text))
+    except InvalidCloudKey as exc:
+        raise _fail(str(exc), 2) from None
+    return None
 
 
 # The remote commands, over a running guara's JSON API (their client is imported when one runs).
