@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.preflight import skopeo_cert_dir, skopeo_command
 from tests.lab import ALICE_PASSWORD, start_lab
 
 GOAL_S = 0.25
@@ -48,21 +49,17 @@ with httpx.Client(verify=context, trust_env=False) as client:
 
 
 def main(iterations: int) -> None:
-    skopeo = shutil.which("skopeo")
     guara = shutil.which("guara")
-    if skopeo is None or guara is None:
+    if guara is None or shutil.which("skopeo") is None:
         sys.exit("needs skopeo and the guara command on PATH")
     with (
         tempfile.TemporaryDirectory(prefix="guara-bench-") as workdir,
         start_lab(Path(workdir) / "lab") as lab,
     ):
-        cert_dir = Path(workdir) / "certs"
-        cert_dir.mkdir()
-        shutil.copy(lab.ca_file, cert_dir / "ca.crt")
         image = lab.token.ref("acme/api:v1")
         env = {key: value for key, value in os.environ.items() if not key.startswith(("GUARA_", "PYTHON"))}
         env["GUARA_SSRF_ALLOW"] = "127.0.0.0/8"
-        commands = {
+        commands: dict[str, tuple[list[str], str]] = {
             "guara preflight": (
                 [
                     guara,
@@ -76,19 +73,7 @@ def main(iterations: int) -> None:
                 ],
                 ALICE_PASSWORD + "\n",
             ),
-            "skopeo inspect --raw (peer)": (
-                [
-                    skopeo,
-                    "inspect",
-                    "--raw",
-                    "--cert-dir",
-                    str(cert_dir),
-                    "--creds",
-                    f"alice:{ALICE_PASSWORD}",
-                    f"docker://{image}",
-                ],
-                "",
-            ),
+            "skopeo inspect --raw (peer)": (skopeo_command(lab, skopeo_cert_dir(lab, Path(workdir))), ""),
             "python -c pass": ([sys.executable, "-c", "pass"], ""),
             FLOOR: (
                 [
@@ -97,7 +82,7 @@ def main(iterations: int) -> None:
                     BARE_PREFLIGHT,
                     lab.token.url,
                     lab.issuer.realm,
-                    lab.token.service,
+                    lab.issuer.service,
                     str(lab.ca_file),
                 ],
                 ALICE_PASSWORD + "\n",

@@ -127,11 +127,20 @@ def bench_calls(lab: Lab) -> dict[str, Callable[[], Awaitable[object]]]:
     }
 
 
-def skopeo_call(lab: Lab, cert_dir: Path) -> Callable[[], Awaitable[object]]:
+def skopeo_cert_dir(lab: Lab, workdir: Path) -> Path:
+    """A ``--cert-dir`` for skopeo trusting the lab CA (it reads the ``*.crt`` files of a directory)."""
+    cert_dir = workdir / "certs"
+    cert_dir.mkdir()
+    shutil.copy(lab.ca_file, cert_dir / "ca.crt")
+    return cert_dir
+
+
+def skopeo_command(lab: Lab, cert_dir: Path) -> list[str]:
+    """``skopeo inspect --raw`` of the token registry's image as alice: the peer's preflight."""
     binary = shutil.which("skopeo")
     if binary is None:
         raise FileNotFoundError("skopeo")
-    command = [
+    return [
         binary,
         "inspect",
         "--raw",
@@ -141,6 +150,10 @@ def skopeo_call(lab: Lab, cert_dir: Path) -> Callable[[], Awaitable[object]]:
         f"{USER}:{ALICE_PASSWORD}",
         f"docker://{lab.token.ref('acme/api:v1')}",
     ]
+
+
+def skopeo_call(lab: Lab, cert_dir: Path) -> Callable[[], Awaitable[object]]:
+    command = skopeo_command(lab, cert_dir)
 
     async def call() -> object:
         completed = await anyio.run_process(command, check=False)
@@ -156,12 +169,9 @@ async def main(iterations: int) -> None:
         tempfile.TemporaryDirectory(prefix="guara-bench-") as workdir,
         start_lab(Path(workdir) / "lab") as lab,
     ):
-        cert_dir = Path(workdir) / "certs"
-        cert_dir.mkdir()
-        shutil.copy(lab.ca_file, cert_dir / "ca.crt")
         calls = bench_calls(lab)
         try:
-            calls[SKOPEO] = skopeo_call(lab, cert_dir)
+            calls[SKOPEO] = skopeo_call(lab, skopeo_cert_dir(lab, Path(workdir)))
         except FileNotFoundError:
             print("skopeo not installed: peer skipped")
         results = await measure(calls, iterations, every={SKOPEO: 4})
