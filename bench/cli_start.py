@@ -97,7 +97,7 @@ def main(iterations: int) -> None:
     print(f"cold processes against the lab token registry, {iterations} rounds alternating")
     print(f"{'command':30} {'p50 s':>7} {'p90 s':>7}")
     for label, samples in walls.items():
-        p90 = statistics.quantiles(samples, n=10)[-1]
+        p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) >= 2 else samples[0]
         print(f"{label:30} {statistics.median(samples):7.3f} {p90:7.3f}")
     guara_p50 = statistics.median(walls["guara preflight"])
     print(f"guara preflight / bare httpx: {guara_p50 / statistics.median(walls[FLOOR]):.1f}x")
