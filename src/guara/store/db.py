@@ -53,14 +53,14 @@ class Database:
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            # Every worker thread of the pool ``run`` uses (anyio's: 40) may hold a connection at once.
-            # SQLAlchemy's default (5 + 10 overflow) made the rest wait, and opened and closed an
-            # overflow connection (with its pragmas) per unit of work under load.
-            kwargs["pool_size"] = SQLITE_POOL_SIZE
-            kwargs["max_overflow"] = 10
             path = self.url.removeprefix("sqlite:///")
-            if path and path != ":memory:":
+            if path and path != ":memory:" and path != self.url:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Every worker thread of the pool ``run`` uses (anyio's: 40) may hold a connection at
+                # once. SQLAlchemy's default (5 + 10 overflow) made the rest wait, and opened and
+                # closed an overflow connection (with its pragmas) per unit of work under load.
+                kwargs["pool_size"] = SQLITE_POOL_SIZE
+                kwargs["max_overflow"] = 10
         else:
             kwargs["connect_args"] = {"connect_timeout": 5}
             kwargs["pool_size"] = 10
