@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import ipaddress
 import json
 import os
 import re
 import socket
+import tarfile
 import threading
 import time
 import traceback
@@ -179,9 +181,22 @@ def _inspect(handle: EngineHandle, container_id: str) -> dict[str, Any]:
 
 
 def _exec(handle: EngineHandle, container_id: str, command: list[str]) -> tuple[int, str]:
+    """Run ``command`` in the container: its exit code, and its output (stdout and stderr).
+
+    The output goes to a file in the container, read back through the archive API: an exec's
+    attached stream sometimes loses a short command's output under load (moby/moby#27289; seen here
+    on Podman as an empty `cat`), which would also let an "output does not contain" check pass."""
+    out = f"/.exec-{uuid.uuid4().hex}"
     client = handle.client()
     try:
-        code, output = client.containers.get(container_id).exec_run(command)
+        container = client.containers.get(container_id)
+        code, _ = container.exec_run(["sh", "-c", f'"$@" > {out} 2>&1', "sh", *command])
+        stream, _stat = container.get_archive(out)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.extractfile(archive.getmembers()[0])
+            assert member is not None
+            output = member.read()
+        container.exec_run(["rm", "-f", out])
         return int(code), output.decode(errors="replace")
     finally:
         client.close()
