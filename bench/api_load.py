@@ -95,7 +95,7 @@ def blackhole() -> Iterator[int]:
 
 @dataclass(frozen=True)
 class TokenLab:
-    """The lab's token registry and issuer, as a lab process in another process describes them."""
+    """The lab's token registry and issuer, as ``python -m tests.lab --json`` describes them."""
 
     url: str
     host: str
