@@ -227,7 +227,7 @@ def preflight(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Run the Test Connection preflight against a registry. Exit 0 ok, 1 failed, 2 usage."""
-    from guara.registry import PreflightResult, RegistryOptions
+    from guara.registry import PreflightResult
     from guara.registry import preflight as run_preflight
     from guara.registry.known import advice_for, registry_named
 
@@ -242,13 +242,7 @@ def preflight(
     if ca_file is not None and not ca_file.is_file():
         raise _fail(f"--ca-file {ca_file} is not a readable file", 2)
     cloud_key = _cloud_key(aws_key, aws_region, aws_role_arn, google_json_key)
-    options = RegistryOptions.build(
-        ca_file=ca_file or settings.extra_ca_file,
-        ssrf_allow=settings.ssrf_allow,
-        timeout=settings.preflight_timeout_s,
-        allow_http=settings.allow_http_registries,
-        aws_endpoint_url=settings.aws_endpoint_url,
-    )
+    options = settings.registry_options(ca_file=ca_file)
 
     async def run() -> PreflightResult:
         return await run_preflight(

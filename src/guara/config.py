@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guara import PREFLIGHT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from guara.registry import RegistryOptions
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +187,22 @@ class Settings(BaseSettings):
     @property
     def uses_dev_defaults(self) -> bool:
         return self.master_key is None and self.master_key_file is None
+
+    def registry_options(
+        self, *, ca_file: Path | None = None, on_secret: Callable[[SecretStr], None] | None = None
+    ) -> RegistryOptions:
+        """How guara reaches registries under these settings: the server's and ``guara preflight``'s.
+        ``ca_file`` replaces GUARA_EXTRA_CA_FILE (the CLI's --ca-file)."""
+        from guara.registry import RegistryOptions  # the registry client, only where it is used
+
+        return RegistryOptions.build(
+            ca_file=ca_file or self.extra_ca_file,
+            ssrf_allow=self.ssrf_allow,
+            timeout=self.preflight_timeout_s,
+            allow_http=self.allow_http_registries,
+            aws_endpoint_url=self.aws_endpoint_url,
+            on_secret=on_secret,
+        )
 
 
 def redact_url(url: str) -> str:

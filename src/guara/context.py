@@ -28,7 +28,6 @@ from guara.ratelimit import (
     SIGN_INS_PER_MINUTE,
     RateLimiter,
 )
-from guara.registry import RegistryOptions
 from guara.secrets import MasterKeyring, ensure_key_file, load_keyring, register_secret
 from guara.store import Database
 
@@ -77,14 +76,7 @@ class AppContext:
         self.deployments = deployments
         self.health = HealthScheduler(interval_s=settings.health_interval)
         self.webhooks = WebhookSender()
-        self.registry = RegistryOptions.build(
-            ca_file=settings.extra_ca_file,
-            ssrf_allow=settings.ssrf_allow,
-            timeout=settings.preflight_timeout_s,
-            allow_http=settings.allow_http_registries,
-            aws_endpoint_url=settings.aws_endpoint_url,
-            on_secret=register_secret,
-        )
+        self.registry = settings.registry_options(on_secret=register_secret)
         self._keyring = keyring
         # `guara keys rotate` appends to the key file from another process: notice it and reload.
         self._key_file: Path | None = (
