@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -53,8 +53,8 @@ class Database:
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            path = self.url.removeprefix("sqlite:///")
-            if path and path != ":memory:" and path != self.url:
+            path = make_url(self.url).database  # None or ":memory:" for an in-memory database
+            if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 # Every worker thread of the pool ``run`` uses (anyio's: 40) may hold a connection at
                 # once. SQLAlchemy's default (5 + 10 overflow) made the rest wait, and opened and
