@@ -38,6 +38,16 @@ def run(use_case: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return pool.submit(call).result()
 
 
+class ManualClock:
+    """A monotonic clock the test moves by hand (``clock.now += 10``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ import pytest
 
 from guara import ratelimit
 from guara.ratelimit import LocalWindow, RateLimiter
+from tests.support import ManualClock
 
 
 def _exhaust(limiter: RateLimiter, user: str) -> list[int | None]:
@@ -29,18 +30,8 @@ def test_memory_limit_is_five_per_minute_per_user() -> None:
     assert limiter.hit("u2") is None
 
 
-class Clock:
-    """time.monotonic as the tests set it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_local_window_moves_event_by_event() -> None:
-    clock = Clock()
+    clock = ManualClock()
     window = LocalWindow(limit=3, seconds=60, clock=clock)
     for _ in range(3):
         assert window.hit("u")
@@ -58,7 +49,7 @@ def test_local_window_moves_event_by_event() -> None:
 
 
 def test_local_window_forgets_keys_whose_events_left_it() -> None:
-    clock = Clock()
+    clock = ManualClock()
     window = LocalWindow(limit=5, seconds=60, clock=clock)
     for i in range(10_000):
         assert window.hit(f"user-{i}")
@@ -69,7 +60,7 @@ def test_local_window_forgets_keys_whose_events_left_it() -> None:
 
 
 def test_memory_limit_says_when_to_retry() -> None:
-    clock = Clock()
+    clock = ManualClock()
     limiter = RateLimiter(per_minute=2, clock=clock)
     assert [limiter.hit("u"), limiter.hit("u")] == [None, None]
     clock.now += 45

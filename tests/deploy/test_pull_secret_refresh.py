@@ -22,19 +22,11 @@ from tests.deploy.test_apply import fake_cluster
 from tests.lab import Lab, LabServer
 from tests.lab.cloud import ECR_TOKEN_PASSWORD, GoogleTokenServer, MotoAws
 from tests.socket_audit import SocketAudit
-from tests.support import ApiUser, make_client, run
+from tests.support import ApiUser, ManualClock, make_client, run
 
 __all__ = ["fake_cluster"]
 
 pytestmark = pytest.mark.lab
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def cloud_cluster(
     fake_cluster: tuple[FakeKubernetes, LabServer],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[AppContext, KubernetesRuntime, Clock]]:
+) -> Iterator[tuple[AppContext, KubernetesRuntime, ManualClock]]:
     _fake, server = fake_cluster
     config = tmp_path / "kubeconfig"
     config.write_text(kubeconfig(server.url))
@@ -58,7 +50,7 @@ def cloud_cluster(
     context = build_context(env)
     runtime = context.deployments.runtime
     assert isinstance(runtime, KubernetesRuntime)
-    clock = Clock()
+    clock = ManualClock()
     runtime.pull_secrets.clock = clock
     yield context, runtime, clock
     context.db.dispose()
@@ -76,7 +68,7 @@ def secret_logins(fake: FakeKubernetes) -> list[dict[str, Any]]:
 
 
 def test_ecr_pull_secret_is_rendered_fresh_and_refreshed_before_it_expires(
-    cloud_cluster: tuple[AppContext, KubernetesRuntime, Clock],
+    cloud_cluster: tuple[AppContext, KubernetesRuntime, ManualClock],
     fake_cluster: tuple[FakeKubernetes, LabServer],
     lab: Lab,
     moto_aws: MotoAws,
@@ -148,7 +140,7 @@ def test_ecr_pull_secret_is_rendered_fresh_and_refreshed_before_it_expires(
 
 
 def test_google_pull_secret_is_refreshed_every_half_hour(
-    cloud_cluster: tuple[AppContext, KubernetesRuntime, Clock],
+    cloud_cluster: tuple[AppContext, KubernetesRuntime, ManualClock],
     fake_cluster: tuple[FakeKubernetes, LabServer],
     lab: Lab,
     google_token_server: GoogleTokenServer,
@@ -179,7 +171,7 @@ def test_google_pull_secret_is_refreshed_every_half_hour(
 
 
 def test_after_a_restart_every_deployed_pull_secret_is_refreshed_once(
-    cloud_cluster: tuple[AppContext, KubernetesRuntime, Clock],
+    cloud_cluster: tuple[AppContext, KubernetesRuntime, ManualClock],
     fake_cluster: tuple[FakeKubernetes, LabServer],
     lab: Lab,
     google_token_server: GoogleTokenServer,
